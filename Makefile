@@ -1,0 +1,41 @@
+# The two commands of the README: `make run` and `make test`. Both install what is missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOME_DIR ?= var
+# Debian packages: to build the virtual environment and the C extensions it compiles.
+SYSTEM_PACKAGES := python3 python3-venv python3-dev gcc
+
+.PHONY: run test lint typecheck unit bench install clean
+
+run: $(VENV)/.installed
+	@[ -f $(HOME_DIR)/sealgate.toml ] || $(BIN)/sealgate --home $(HOME_DIR) init
+	$(BIN)/sealgate --home $(HOME_DIR) run
+
+test: $(VENV)/.installed
+	scripts/ensure-postgres.sh
+	$(BIN)/ruff check sealgate tests bench deploy
+	$(BIN)/mypy sealgate
+	$(BIN)/pytest
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt scripts/system-packages.sh
+	scripts/system-packages.sh $(SYSTEM_PACKAGES)
+	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check sealgate tests bench deploy
+
+typecheck: $(VENV)/.installed
+	$(BIN)/mypy sealgate
+
+bench: $(VENV)/.installed
+	$(BIN)/python bench/vault.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,304 @@
+"""The `sealgate` command. Operator errors print as one line and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sealgate import __version__, config
+from sealgate.errors import HomeError, SealgateError
+
+OPERATOR = "cli"  # the actor recorded in the audit trail for commands run here
+
+
+class Context:
+    def __init__(self, home: str | None) -> None:
+        self.home = config.resolve_home(home, os.environ)
+
+    def config(self) -> config.Config:
+        if not self.home.is_dir():
+            raise HomeError(f"Sealgate home {self.home} does not exist: "
+                            f"run `sealgate --home {self.home} init` first")
+        if not (self.home / config.CONFIG_FILE).is_file():
+            raise HomeError(f"{self.home} is not initialised (no {config.CONFIG_FILE}): "
+                            f"run `sealgate --home {self.home} init`")
+        return config.load(self.home)
+
+    def vault(self) -> Any:
+        from sealgate.vault.vault import Vault
+
+        vault = Vault.open(self.config())
+        vault.database.check()
+        return vault
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--home", type=click.Path(file_okay=False), default=None,
+              help="Sealgate home directory (default: $SEALGATE_HOME, else ./var).")
+@click.version_option(__version__, prog_name="sealgate")
+@click.pass_context
+def cli(ctx: click.Context, home: str | None) -> None:
+    """Sealgate: a self-hosted secure email gateway."""
+    ctx.obj = Context(home)
+
+
+@cli.command()
+@click.option("--organisation", default=None, help="Organisation name for a new configuration.")
+@click.option("--domain", "domains", multiple=True,
+              help="Internal mail domain for a new configuration (repeatable).")
+@pass_context
+def init(ctx: Context, organisation: str | None, domains: tuple[str, ...]) -> None:
+    """Create the home directory, configuration, keyring and database (only what is missing)."""
+    from sealgate.crypto.keyring import Keyring
+    from sealgate.vault.database import Database
+    from sealgate.vault.vault import count_sealed_parts
+
+    home = ctx.home
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    config_path = home / config.CONFIG_FILE
+    if config_path.exists():
+        click.echo(f"kept      {config_path}")
+    else:
+        text = config.initial_config(secrets.token_urlsafe(48), secrets.token_urlsafe(32))
+        if organisation:
+            text = text.replace('name = "Example Organisation"', f"name = {_toml(organisation)}")
+        if domains:
+            text = text.replace('domains = ["example.org"]',
+                                f"domains = [{', '.join(_toml(d) for d in domains)}]")
+        descriptor = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        click.echo(f"created   {config_path}")
+    settings = config.load(home)
+
+    database = Database(settings.database_url, durable=settings.vault.durable)
+    try:
+        fresh_database = database.revision() is None
+        if not settings.keyring_path.exists():
+            if not fresh_database and count_sealed_parts(database):
+                raise SealgateError(
+                    f"keyring {settings.keyring_path} is missing but the database holds sealed "
+                    "content: restore the keyring from backup; a new one would not open it")
+            Keyring.create(settings.keyring_path)
+            click.echo(f"created   {settings.keyring_path}")
+        else:
+            Keyring.load(settings.keyring_path)
+            click.echo(f"kept      {settings.keyring_path}")
+        database.upgrade()
+        click.echo(f"{'created' if fresh_database else 'ready':9} database "
+                   f"{settings.database_url if settings.database.url == '' else '(configured)'}")
+    finally:
+        database.dispose()
+    settings.blob_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    click.echo(f"ready     {home}")
+
+
+def _toml(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@cli.command()
+@pass_context
+def check(ctx: Context) -> None:
+    """Validate the configuration, keyring and database, and say what is wrong if anything is."""
+    vault = ctx.vault()
+    vault.close()
+    click.echo("configuration, keyring and database are in order")
+
+
+@cli.command()
+@pass_context
+def serve(ctx: Context) -> None:
+    """Run the web server (portal and API) under gunicorn, in the foreground."""
+    from sealgate.server.app import create_app
+    from sealgate.server.gunicorn import serve as run_gunicorn
+
+    settings = ctx.config()
+    create_app(settings).extensions["sealgate"].vault.close()  # fail here, not in every worker
+    run_gunicorn(settings)
+
+
+@cli.command()
+@pass_context
+def milter(ctx: Context) -> None:
+    """Run the milter daemon that Postfix or Sendmail talk to, in the foreground."""
+    from sealgate.milter.daemon import run_milter
+
+    run_milter(ctx.config())
+
+
+@cli.command()
+@pass_context
+def run(ctx: Context) -> None:
+    """Run the server and the milter together in the foreground; Ctrl-C stops both."""
+    settings = ctx.config()
+    ctx.vault().close()
+    base = [sys.executable, "-m", "sealgate", "--home", str(ctx.home)]
+    children = [subprocess.Popen([*base, name]) for name in ("serve", "milter")]
+    click.echo(f"portal    {settings.server.base_url}/  (listening on {settings.server.listen})")
+    click.echo(f"health    http://{settings.server.listen}/healthz")
+    click.echo(f"milter    {settings.milter_socket}")
+    click.echo("Postfix   add to main.cf, then `postfix reload`:")
+    for line in postfix_lines(settings):
+        click.echo(f"            {line}")
+    stopping = False
+
+    def stop(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    while not stopping and all(child.poll() is None for child in children):
+        time.sleep(0.2)
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    codes = [child.wait() for child in children]
+    if not stopping:
+        raise SealgateError(f"a component stopped unexpectedly (exit codes {codes}); "
+                            "both were stopped")
+
+
+def postfix_lines(settings: config.Config) -> list[str]:
+    socket = settings.milter_socket
+    if socket.startswith("unix:"):
+        socket = f"unix:{socket.removeprefix('unix:')}"
+    else:
+        port, _, host = socket.partition(":")[2].partition("@")
+        socket = f"inet:{host or '127.0.0.1'}:{port}"
+    return [
+        f"smtpd_milters = {socket}",
+        f"non_smtpd_milters = {socket}",
+        "milter_default_action = tempfail",
+        "milter_protocol = 6",
+    ]
+
+
+@cli.group()
+def keys() -> None:
+    """Manage the keyring that wraps every data key."""
+
+
+@keys.command("status")
+@pass_context
+def keys_status(ctx: Context) -> None:
+    """Show the key versions and how many data keys each wraps."""
+    vault = ctx.vault()
+    try:
+        in_use = vault.key_versions_in_use()
+        keyring = vault.keyring
+        for version in sorted(set(keyring.keys) | set(in_use)):
+            state = "current" if version == keyring.current else (
+                "present" if version in keyring.keys else "MISSING")
+            click.echo(f"version {version}: {state}, wraps {in_use.get(version, 0)} data key(s)")
+    finally:
+        vault.close()
+
+
+@keys.command("rotate")
+@pass_context
+def keys_rotate(ctx: Context) -> None:
+    """Add a new key version and use it for new data; old versions still open old data."""
+    vault = ctx.vault()
+    try:
+        version = vault.rotate_keys(OPERATOR)
+    finally:
+        vault.close()
+    click.echo(f"key version {version} is now current; run `sealgate keys rewrap` to move "
+               "existing data keys to it")
+
+
+@keys.command("rewrap")
+@pass_context
+def keys_rewrap(ctx: Context) -> None:
+    """Re-wrap every data key under the newest version, without touching content."""
+    vault = ctx.vault()
+    try:
+        count = vault.rewrap(OPERATOR)
+        current = vault.keyring.current
+    finally:
+        vault.close()
+    click.echo(f"re-wrapped {count} data key(s) under key version {current}")
+
+
+@keys.command("retire")
+@click.argument("version", type=int)
+@pass_context
+def keys_retire(ctx: Context, version: int) -> None:
+    """Remove an old key version that no data key uses any more."""
+    vault = ctx.vault()
+    try:
+        vault.retire_key(version, OPERATOR)
+    finally:
+        vault.close()
+    click.echo(f"key version {version} removed from the keyring")
+
+
+@cli.group()
+def audit() -> None:
+    """The tamper-evident audit trail."""
+
+
+@audit.command("verify")
+@pass_context
+def audit_verify(ctx: Context) -> None:
+    """Check that no audit event was changed, removed or reordered."""
+    vault = ctx.vault()
+    try:
+        report = vault.verify_audit()
+    finally:
+        vault.close()
+    if report.intact:
+        click.echo(f"audit trail intact: {report.events} event(s)")
+        return
+    for problem in report.problems:
+        click.echo(f"TAMPERED: {problem}", err=True)
+    raise SealgateError(f"audit trail is NOT intact: {len(report.problems)} problem(s) "
+                        f"in {report.events} event(s)")
+
+
+@cli.group()
+def db() -> None:
+    """The vault database schema."""
+
+
+@db.command("upgrade")
+@pass_context
+def db_upgrade(ctx: Context) -> None:
+    """Apply pending schema migrations."""
+    from sealgate.vault.database import Database
+
+    settings = ctx.config()
+    database = Database(settings.database_url)
+    try:
+        database.upgrade()
+        click.echo(f"database at schema revision {database.revision()}")
+    finally:
+        database.dispose()
+
+
+def main(argv: list[str] | None = None) -> None:
+    os.umask(0o077)  # everything Sealgate writes (database, blobs, sockets) is the owner's only
+    try:
+        cli.main(args=argv, prog_name="sealgate")
+    except SealgateError as error:
+        click.echo(f"sealgate: error: {error}", err=True)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

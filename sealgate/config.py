@@ -1,0 +1,289 @@
+"""One configuration: `sealgate.toml` in the home directory, every value overridable from the
+environment as SEALGATE_<SECTION>__<KEY> (e.g. SEALGATE_SERVER__LISTEN=0.0.0.0:8025).
+
+Everything is validated when it is loaded; a wrong value raises ConfigError with one line naming
+the key, the value, where it came from and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
+
+from sealgate.errors import ConfigError
+
+CONFIG_FILE = "sealgate.toml"
+ENV_PREFIX = "SEALGATE_"
+HOME_ENV = "SEALGATE_HOME"
+DEFAULT_HOME = "var"
+
+_DOMAIN = re.compile(r"^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))+$")
+
+
+def _split_commas(value: Any) -> Any:
+    """Lists may be written as `a, b` in the environment."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+def _domain(value: str) -> str:
+    value = value.strip().lower().rstrip(".")
+    if not _DOMAIN.match(value):
+        raise ValueError("must be a domain name such as example.org")
+    return value
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return value.rstrip("/")
+
+
+def _host_port(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:8025")
+    return value
+
+
+def _milter_socket(value: str) -> str:
+    """pymilter's socket syntax: unix:/path or inet:PORT@HOST (inet6: likewise)."""
+    kind, sep, rest = value.partition(":")
+    if sep and kind == "unix" and rest:
+        return value
+    if sep and kind in ("inet", "inet6"):
+        port, at, host = rest.partition("@")
+        if port.isdigit() and 0 < int(port) < 65536 and (not at or host):
+            return value
+    raise ValueError("must be unix:/path/to/socket or inet:PORT@HOST")
+
+
+def _database_url(value: str) -> str:
+    if value and not value.startswith(("sqlite:///", "postgresql+psycopg://")):
+        raise ValueError("must be sqlite:///PATH or postgresql+psycopg://USER@HOST/DB (or empty)")
+    return value
+
+
+Domain = Annotated[str, AfterValidator(_domain)]
+Domains = Annotated[list[Domain], BeforeValidator(_split_commas)]
+Strings = Annotated[list[str], BeforeValidator(_split_commas)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class OrganisationConfig(_Section):
+    name: str = Field(default="Example Organisation", min_length=1, max_length=200)
+    domains: Domains = Field(default_factory=lambda: ["example.org"], min_length=1)
+
+
+class ServerConfig(_Section):
+    listen: Annotated[str, AfterValidator(_host_port)] = "127.0.0.1:8025"
+    base_url: Annotated[str, AfterValidator(_http_url)] = "http://127.0.0.1:8025"
+    workers: int = Field(default=2, ge=1, le=64)
+    secret_key: str = Field(default="", description="Flask session key; `sealgate init` sets it")
+
+
+class MilterConfig(_Section):
+    listen: Annotated[str, AfterValidator(_milter_socket)] = "unix:milter.sock"
+    subject_keywords: Strings = Field(default_factory=lambda: ["encrypt/"], min_length=1)
+
+
+class InternalApiConfig(_Section):
+    secret: str = Field(default="", description="milter → server shared secret; set by init")
+
+
+class DatabaseConfig(_Section):
+    url: Annotated[str, AfterValidator(_database_url)] = ""
+
+
+class VaultConfig(_Section):
+    keyring: str = "keyring.json"
+    blob_dir: str = "blobs"
+    durable: bool = Field(
+        default=True, description="fsync every blob and commit before a deposit is acknowledged"
+    )
+
+
+class Config(_Section):
+    home: Path
+    organisation: OrganisationConfig = Field(default_factory=OrganisationConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    milter: MilterConfig = Field(default_factory=MilterConfig)
+    internal_api: InternalApiConfig = Field(default_factory=InternalApiConfig)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    vault: VaultConfig = Field(default_factory=VaultConfig)
+
+    def path(self, value: str) -> Path:
+        """A path from the configuration: relative ones are relative to the home directory."""
+        candidate = Path(value)
+        return candidate if candidate.is_absolute() else self.home / candidate
+
+    @property
+    def keyring_path(self) -> Path:
+        return self.path(self.vault.keyring)
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.path(self.vault.blob_dir)
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.home / 'sealgate.db'}"
+
+    @property
+    def milter_socket(self) -> str:
+        kind, _, rest = self.milter.listen.partition(":")
+        return f"unix:{self.path(rest)}" if kind == "unix" else self.milter.listen
+
+
+SECTIONS = {
+    name: field.annotation
+    for name, field in Config.model_fields.items()
+    if name != "home"
+}
+
+
+def resolve_home(home: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path:
+    """--home wins, then SEALGATE_HOME, then ./var."""
+    chosen = home if home is not None else environ.get(HOME_ENV) or DEFAULT_HOME
+    return Path(chosen).expanduser().absolute()
+
+
+def read_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        return {}
+    except PermissionError:
+        raise ConfigError(f"cannot read {path}: permission denied") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+
+
+def env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """SEALGATE_<SECTION>__<KEY> values, and for each dotted key the variable it came from."""
+    values: dict[str, dict[str, Any]] = {}
+    origins: dict[str, str] = {}
+    for variable, raw in environ.items():
+        if not variable.startswith(ENV_PREFIX) or "__" not in variable:
+            continue
+        section, _, key = variable[len(ENV_PREFIX):].lower().partition("__")
+        if section not in SECTIONS:
+            raise ConfigError(
+                f"{variable}: unknown section '{section}' (allowed: {', '.join(SECTIONS)})"
+            )
+        value: Any = raw
+        if raw.lstrip().startswith("["):
+            try:
+                value = tomllib.loads(f"v = {raw}")["v"]
+            except tomllib.TOMLDecodeError:
+                raise ConfigError(f"{variable} = {raw!r}: not a valid list") from None
+        values.setdefault(section, {})[key] = value
+        origins[f"{section}.{key}"] = variable
+    return values, origins
+
+
+def _merge(base: dict[str, Any], overrides: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    merged = dict(base)
+    for section, keys in overrides.items():
+        current = merged.get(section, {})
+        merged[section] = {**current, **keys} if isinstance(current, dict) else keys
+    return merged
+
+
+def _allowed(error: Mapping[str, Any], model: type[BaseModel]) -> str:
+    """For an unknown key, the list of keys that are allowed where it stood."""
+    for part in error["loc"][:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None or not isinstance(field.annotation, type):
+            return ""
+        model = field.annotation
+    return ", ".join(name for name in model.model_fields if name != "home")
+
+
+def describe(error: Mapping[str, Any], origin: str) -> str:
+    key = ".".join(str(part) for part in error["loc"])
+    where = f" (from {origin})"
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown key{where}; allowed: {_allowed(error, Config)}"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{key} = {error['input']!r}{where}: {message}"
+
+
+def load(home: str | os.PathLike[str] | None = None,
+         environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate the configuration of the home directory."""
+    environ = os.environ if environ is None else environ
+    home_path = resolve_home(home, environ)
+    file_path = home_path / CONFIG_FILE
+    from_file = read_file(file_path)
+    if "home" in from_file:
+        raise ConfigError(f"{file_path}: 'home' cannot be set in the file; use --home or {HOME_ENV}")
+    overrides, origins = env_overrides(environ)
+    try:
+        return Config(home=home_path, **_merge(from_file, overrides))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        dotted = ".".join(str(part) for part in first["loc"][:2])
+        origin = origins.get(dotted, str(file_path))
+        raise ConfigError(describe(first, origin)) from None
+
+
+INITIAL_CONFIG = """\
+# Sealgate configuration. Every value can be overridden from the environment as
+# SEALGATE_<SECTION>__<KEY>, e.g. SEALGATE_SERVER__LISTEN=0.0.0.0:8025.
+# Relative paths are relative to this file's directory (the Sealgate home).
+
+[organisation]
+name = "Example Organisation"
+# Mail to these domains is internal and is delivered as is.
+domains = ["example.org"]
+
+[server]
+listen = "127.0.0.1:8025"
+# The public URL of the portal, used in every link Sealgate sends.
+base_url = "http://127.0.0.1:8025"
+workers = 2
+secret_key = "{secret_key}"
+
+[milter]
+# unix:PATH (relative to the home) or inet:PORT@HOST
+listen = "unix:milter.sock"
+subject_keywords = ["encrypt/"]
+
+[internal_api]
+# Shared by the milter and the server; keep this file readable by them only.
+secret = "{internal_secret}"
+
+[database]
+# Empty: SQLite in the home directory. Or postgresql+psycopg://USER:PASSWORD@HOST/DB
+url = ""
+
+[vault]
+keyring = "keyring.json"
+blob_dir = "blobs"
+durable = true
+"""
+
+
+def initial_config(secret_key: str, internal_secret: str) -> str:
+    return INITIAL_CONFIG.format(secret_key=secret_key, internal_secret=internal_secret)

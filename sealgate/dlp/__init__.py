@@ -1,0 +1,1 @@
+"""Data-leak prevention: detectors, validators, policy packs. Pure: text in, findings out."""

@@ -1,0 +1,1 @@
+"""Microsoft 365 / Exchange connectors (msal on-behalf-of, exchangelib, Graph)."""

@@ -1,0 +1,1 @@
+"""Per-recipient delivery plan: verified TLS, S/MIME, PGP, portal."""

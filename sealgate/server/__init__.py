@@ -1,0 +1,1 @@
+"""The Flask application: portal, add-in API, admin."""

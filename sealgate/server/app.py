@@ -1,0 +1,93 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, current_app, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from sealgate.config import Config
+from sealgate.errors import ConfigError
+from sealgate.vault.vault import Vault
+
+log = logging.getLogger(__name__)
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+@dataclass(frozen=True)
+class Services:
+    """What request handlers need, created once per worker process."""
+
+    config: Config
+    vault: Vault
+
+
+def services() -> Services:
+    found: Services = current_app.extensions["sealgate"]
+    return found
+
+
+def create_app(config: Config, vault: Vault | None = None) -> Flask:
+    if len(config.server.secret_key) < 32:
+        raise ConfigError(
+            "server.secret_key must be at least 32 characters (`sealgate init` makes one; "
+            "or set SEALGATE_SERVER__SECRET_KEY)")
+    app = Flask(__name__)
+    https = urlsplit(config.server.base_url).scheme == "https"
+    app.config.update(
+        SECRET_KEY=config.server.secret_key,
+        SESSION_COOKIE_SECURE=https,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        JSON_SORT_KEYS=False,
+    )
+    app.extensions["sealgate"] = Services(config=config, vault=vault or Vault.open(config))
+
+    from sealgate.server.api import api
+    from sealgate.server.health import health
+    from sealgate.server.portal import portal
+
+    app.register_blueprint(health)
+    app.register_blueprint(api, url_prefix="/api/v1")
+    app.register_blueprint(portal)
+
+    @app.after_request
+    def _security_headers(response: Response) -> Response:
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        if https:
+            response.headers["Strict-Transport-Security"] = "max-age=31536000"
+        return response
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException) -> tuple[Response | str, int]:
+        code = error.code or 500
+        if _wants_json():
+            return jsonify(error=(error.name or "error").lower().replace(" ", "_"),
+                           message=error.description), code
+        return render_template("error.html", code=code, title=error.name,
+                               message=error.description), code
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception) -> tuple[Response | str, int]:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        message = "Something went wrong on our side; it has been logged."
+        if _wants_json():
+            return jsonify(error="internal_error", message=message), 500
+        return render_template("error.html", code=500, title="Server error",
+                               message=message), 500
+
+    return app
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/") or request.path == "/healthz"

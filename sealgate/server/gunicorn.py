@@ -1,0 +1,46 @@
+"""Running the app under gunicorn, with settings taken from the Sealgate configuration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from sealgate.config import Config
+
+
+def settings(config: Config) -> dict[str, Any]:
+    """Gunicorn settings for this configuration (also used by deploy/gunicorn.conf.py)."""
+    return {
+        "bind": [config.server.listen],
+        "workers": config.server.workers,
+        "worker_class": "gthread",
+        "threads": 4,
+        "timeout": 60,
+        "graceful_timeout": 20,
+        "accesslog": "-",
+        "errorlog": "-",
+        "proc_name": "sealgate-server",
+        # Behind a reverse proxy on the same host; see deploy/reverse-proxy.
+        "forwarded_allow_ips": "127.0.0.1,::1",
+    }
+
+
+class SealgateServer(BaseApplication):  # type: ignore[misc]
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in settings(self._config).items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        # Each worker builds its own app: database connections are not shared across fork.
+        from sealgate.server.app import create_app
+
+        return create_app(self._config)
+
+
+def serve(config: Config) -> None:
+    SealgateServer(config).run()

@@ -1,0 +1,88 @@
+"""The audit trail: append-only events, each chained to the one before by a keyed digest.
+
+`digest = HMAC(audit key, previous digest + canonical event)`. Changing, removing or
+reordering an event breaks the chain at that point; the head row catches events cut off
+the end; and without the keyring's audit key nobody can write a chain that verifies.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from sealgate.crypto.secrets import chain_digest
+from sealgate.vault.models import AuditEvent, AuditHead, utcnow
+
+GENESIS = "0" * 64
+
+
+def _payload(seq: int, at: datetime, actor: str, action: str, object_type: str,
+             object_id: str, details: dict[str, Any]) -> bytes:
+    return json.dumps(
+        [seq, at.isoformat(), actor, action, object_type, object_id, details],
+        sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+    ).encode("utf-8")
+
+
+def append(session: Session, key: bytes, actor: str, action: str, object_type: str = "",
+           object_id: str = "", details: dict[str, Any] | None = None) -> AuditEvent:
+    """Add an event in the caller's transaction; it becomes visible when that commits."""
+    details = details or {}
+    # Touching the head row first takes its lock, so concurrent appends queue up here
+    # instead of forking the chain (SQLite: the write lock; PostgreSQL: the row lock).
+    session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq))
+    head = session.execute(select(AuditHead).where(AuditHead.id == 1)
+                           .execution_options(populate_existing=True)).scalar_one()
+    seq, at = head.seq + 1, utcnow()
+    digest = chain_digest(key, head.digest,
+                          _payload(seq, at, actor, action, object_type, object_id, details))
+    event = AuditEvent(seq=seq, at=at, actor=actor, action=action, object_type=object_type,
+                       object_id=object_id, details=details, previous=head.digest,
+                       digest=digest)
+    session.add(event)
+    head.seq, head.digest = seq, digest
+    return event
+
+
+@dataclass
+class AuditReport:
+    events: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def intact(self) -> bool:
+        return not self.problems
+
+
+def verify(session: Session, key: bytes, batch: int = 1000) -> AuditReport:
+    report = AuditReport()
+    expected_seq, previous = 1, GENESIS
+    query = select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=batch)
+    for event in session.scalars(query):
+        report.events += 1
+        if event.seq != expected_seq:
+            report.problems.append(
+                f"event {expected_seq}" + (f"–{event.seq - 1}" if event.seq > expected_seq + 1
+                                           else "")
+                + f" missing or out of order (found {event.seq} next)")
+        if event.previous != previous:
+            report.problems.append(f"event {event.seq}: chain broken (does not follow the "
+                                   f"event before it: removed, inserted or reordered)")
+        payload = _payload(event.seq, event.at, event.actor, event.action, event.object_type,
+                           event.object_id, event.details)
+        if chain_digest(key, event.previous, payload) != event.digest:
+            report.problems.append(f"event {event.seq}: content changed since it was written")
+        expected_seq, previous = event.seq + 1, event.digest
+    head = session.execute(select(AuditHead).where(AuditHead.id == 1)).scalar_one_or_none()
+    if head is None:
+        report.problems.append("audit head row is missing")
+    elif (head.seq, head.digest) != (expected_seq - 1, previous):
+        report.problems.append(
+            f"the trail ends at event {expected_seq - 1} but the head records event {head.seq}: "
+            "events were removed from the end or the head was altered")
+    return report

@@ -1,0 +1,213 @@
+"""The vault's tables. Content never lives here: parts point at sealed blobs and hold only
+their wrapped data key. Changes to these models need an Alembic migration (vault/migrations)."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+ADDRESS = 320  # RFC 5321: 64 local + @ + 255 domain
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Always timezone-aware UTC, also on SQLite (which stores no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the vault; use an aware UTC datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    })
+
+
+class MessageState(enum.StrEnum):
+    ACTIVE = "active"
+    RETRACTED = "retracted"
+    EXPIRED = "expired"
+
+
+class DeliveryMethod(enum.StrEnum):
+    PORTAL = "portal"
+    TLS = "tls"
+    SMIME = "smime"
+    PGP = "pgp"
+    INTERNAL = "internal"
+
+
+class PartKind(enum.StrEnum):
+    ORIGINAL = "original"      # the message as the sender's MTA handed it over
+    TEXT = "text"
+    HTML = "html"
+    ATTACHMENT = "attachment"
+    INLINE = "inline"          # an image referenced from the HTML body by Content-ID
+
+
+def _enum(kind: type[enum.Enum], name: str) -> Enum:
+    # Stored as plain strings with a CHECK: portable, and readable in the database.
+    return Enum(kind, name=name, native_enum=False, length=16,
+                values_callable=lambda members: [m.value for m in members])
+
+
+class SecureMessage(Base):
+    __tablename__ = "secure_messages"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    sender: Mapped[str] = mapped_column(String(ADDRESS), index=True)
+    sender_name: Mapped[str] = mapped_column(String(200), default="")
+    subject: Mapped[str] = mapped_column(Text, default="")
+    header_message_id: Mapped[str | None] = mapped_column(String(998))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    state: Mapped[MessageState] = mapped_column(_enum(MessageState, "message_state"),
+                                                default=MessageState.ACTIVE)
+    state_changed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    recipients: Mapped[list[Recipient]] = relationship(
+        back_populates="message", cascade="all, delete-orphan", order_by="Recipient.id")
+    parts: Mapped[list[Part]] = relationship(
+        back_populates="message", cascade="all, delete-orphan", order_by="Part.position")
+
+    def is_readable(self, now: datetime) -> bool:
+        if self.state is not MessageState.ACTIVE:
+            return False
+        return self.expires_at is None or now < self.expires_at
+
+
+class Recipient(Base):
+    __tablename__ = "recipients"
+    __table_args__ = (UniqueConstraint("message_id", "address"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("secure_messages.id", ondelete="CASCADE"))
+    address: Mapped[str] = mapped_column(String(ADDRESS), index=True)
+    delivery_method: Mapped[DeliveryMethod] = mapped_column(
+        _enum(DeliveryMethod, "delivery_method"), default=DeliveryMethod.PORTAL)
+    first_opened_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_opened_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    message: Mapped[SecureMessage] = relationship(back_populates="recipients")
+
+
+class Part(Base):
+    """A body or attachment: metadata here, content sealed in the blob store."""
+
+    __tablename__ = "parts"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    message_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("secure_messages.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    kind: Mapped[PartKind] = mapped_column(_enum(PartKind, "part_kind"))
+    content_type: Mapped[str] = mapped_column(String(255), default="application/octet-stream")
+    filename: Mapped[str | None] = mapped_column(String(255))
+    content_id: Mapped[str | None] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(Integer)
+    blob: Mapped[str] = mapped_column(String(255), unique=True)
+    key_version: Mapped[int] = mapped_column(Integer, index=True)
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary(128))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    message: Mapped[SecureMessage] = relationship(back_populates="parts")
+
+
+class PortalAccount(Base):
+    __tablename__ = "portal_accounts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    address: Mapped[str] = mapped_column(String(ADDRESS), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    verified_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class AccessToken(Base):
+    """A secret carried by a link or a session: only its digest is stored."""
+
+    __tablename__ = "access_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    purpose: Mapped[str] = mapped_column(String(32))
+    message_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("secure_messages.id", ondelete="CASCADE"), index=True)
+    recipient_id: Mapped[int | None] = mapped_column(
+        ForeignKey("recipients.id", ondelete="CASCADE"))
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("portal_accounts.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class AuditEvent(Base):
+    """Append-only; `digest` chains each event to the one before (see vault/audit.py)."""
+
+    __tablename__ = "audit_events"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    actor: Mapped[str] = mapped_column(String(ADDRESS))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    object_type: Mapped[str] = mapped_column(String(32), default="")
+    object_id: Mapped[str] = mapped_column(String(64), default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    previous: Mapped[str] = mapped_column(String(64), unique=True)
+    digest: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """One row: the newest event. Updating it first serialises appends on every database."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    digest: Mapped[str] = mapped_column(String(64))
+
+
+Index("ix_audit_events_object", AuditEvent.object_type, AuditEvent.object_id)

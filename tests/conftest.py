@@ -1,0 +1,91 @@
+"""Shared fixtures: an initialised Sealgate home, and vault databases on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from sealgate import config
+from sealgate.cli import main as cli_main
+from sealgate.vault.database import Database
+from sealgate.vault.vault import Vault
+
+PG_ADMIN_URL = os.environ.get(
+    "SEALGATE_TEST_PG", "postgresql://sealgate_test:sealgate_test@127.0.0.1:5432/postgres")
+
+
+def run_cli(*args: str) -> None:
+    """The real command, in process; SystemExit(0) is success."""
+    try:
+        cli_main(list(args))
+    except SystemExit as exit_:
+        if exit_.code not in (0, None):
+            raise AssertionError(f"sealgate {' '.join(args)} exited {exit_.code}") from None
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """A home initialised by `sealgate init` (SQLite)."""
+    path = tmp_path / "home"
+    run_cli("--home", str(path), "init")
+    return path
+
+
+def _pg_admin() -> psycopg.Connection:
+    try:
+        return psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as error:
+        pytest.fail(f"PostgreSQL is needed at {PG_ADMIN_URL} (make test sets it up): {error}")
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    """A database migrated to head, copied for every test that wants PostgreSQL."""
+    name = f"sealgate_tpl_{secrets.token_hex(4)}"
+    with _pg_admin() as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    database = Database(_sqlalchemy_pg_url(name))
+    database.upgrade()
+    database.dispose()
+    yield name
+    with _pg_admin() as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _sqlalchemy_pg_url(name: str) -> str:
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    return f"{base}/{name}"
+
+
+@pytest.fixture
+def pg_url(pg_template: str) -> Iterator[str]:
+    name = f"sealgate_t_{secrets.token_hex(4)}"
+    with _pg_admin() as admin:
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
+    yield _sqlalchemy_pg_url(name)
+    with _pg_admin() as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def settings(request: pytest.FixtureRequest, home: Path) -> config.Config:
+    """The home's configuration, pointed at SQLite or at a fresh PostgreSQL database."""
+    environ = dict(os.environ)
+    if request.param == "postgresql":
+        environ["SEALGATE_DATABASE__URL"] = request.getfixturevalue("pg_url")
+    return config.load(home, environ)
+
+
+@pytest.fixture
+def vault(settings: config.Config) -> Iterator[Vault]:
+    opened = Vault.open(settings)
+    if opened.database.revision() is None:
+        opened.database.upgrade()
+    opened.database.check()
+    yield opened
+    opened.close()
