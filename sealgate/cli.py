@@ -1,4 +1,4 @@
-"""The `sealgate` command. Operator errors print as one line and a non-zero exit, never a traceback."""
+"""The `sealgate` command. Operator errors print as one line and a non-zero exit."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import click

@@ -237,7 +237,8 @@ def load(home: str | os.PathLike[str] | None = None,
     file_path = home_path / CONFIG_FILE
     from_file = read_file(file_path)
     if "home" in from_file:
-        raise ConfigError(f"{file_path}: 'home' cannot be set in the file; use --home or {HOME_ENV}")
+        raise ConfigError(
+            f"{file_path}: 'home' cannot be set in the file; use --home or {HOME_ENV}")
     overrides, origins = env_overrides(environ)
     try:
         return Config(home=home_path, **_merge(from_file, overrides))

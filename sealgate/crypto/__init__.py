@@ -1,1 +1,1 @@
-"""Every raw cryptographic primitive lives here; the rest of the code calls intention-named recipes."""
+"""Every raw cryptographic primitive lives here; the rest calls intention-named recipes."""

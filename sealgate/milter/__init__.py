@@ -1,1 +1,3 @@
-"""The pymilter adapter: callbacks in, actions out. (Not named `milter` at top level: pymilter owns that name.)"""
+"""The pymilter adapter: callbacks in, actions out.
+
+Not a top-level `milter` package: pymilter's C extension is imported under that name."""

@@ -100,7 +100,7 @@ class Vault:
         except FileNotFoundError:
             raise KeyringError(
                 f"keyring {self._keyring_path} does not exist (run `sealgate init`)") from None
-        stamp = (info.st_mtime_ns, info.st_ino)
+        stamp = (info.st_ctime_ns, info.st_ino)  # ctime: a chmod counts too
         if self._keyring is None or stamp != self._keyring_stamp:
             self._keyring = Keyring.load(self._keyring_path)
             self._keyring_stamp = stamp

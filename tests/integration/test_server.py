@@ -1,0 +1,126 @@
+"""The real server under gunicorn, and `sealgate run` with both components."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.helpers import free_port
+
+
+def start(home: Path, command: str, port: int) -> subprocess.Popen[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("SEALGATE_")}
+    environ["SEALGATE_SERVER__LISTEN"] = f"127.0.0.1:{port}"
+    return subprocess.Popen([sys.executable, "-m", "sealgate", "--home", str(home), command],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=environ, start_new_session=True)
+
+
+def get(url: str) -> tuple[int, dict[str, str], bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def wait_until_up(process: subprocess.Popen[str], url: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"exited {process.returncode}: {process.stdout.read()}")  # type: ignore[union-attr]
+        try:
+            get(url)
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer within {seconds}s")
+
+
+def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> str:
+    if process.poll() is None:
+        os.killpg(process.pid, sig)
+    try:
+        output, _ = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+    return output
+
+
+@pytest.fixture
+def server(home: Path) -> Iterator[str]:
+    port = free_port()
+    process = start(home, "serve", port)
+    base = f"http://127.0.0.1:{port}"
+    wait_until_up(process, f"{base}/healthz")
+    yield base
+    stop(process)
+
+
+def test_healthz_reports_database_and_keyring(server: str) -> None:
+    status, headers, body = get(f"{server}/healthz")
+    assert status == 200
+    assert json.loads(body) == {"status": "ok", "database": "ok", "keyring": "ok"}
+    assert headers["Content-Type"] == "application/json"
+
+
+def test_healthz_fails_when_the_keyring_goes_bad(server: str, home: Path) -> None:
+    os.chmod(home / "keyring.json", 0o644)
+    status, _, body = get(f"{server}/healthz")
+    assert status == 503
+    assert json.loads(body) == {"status": "error", "database": "ok", "keyring": "error"}
+
+
+def test_api_errors_are_json(server: str) -> None:
+    status, headers, body = get(f"{server}/api/v1/no-such-thing")
+    assert status == 404 and headers["Content-Type"] == "application/json"
+    assert json.loads(body)["error"] == "not_found"
+    status, _, body = get(f"{server}/api/v1/")
+    assert status == 200 and json.loads(body)["service"] == "sealgate"
+
+
+def test_pages_carry_security_headers(server: str) -> None:
+    status, headers, body = get(f"{server}/")
+    assert status == 200 and b"Example Organisation" in body
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Referrer-Policy"] == "no-referrer"
+    status, headers, body = get(f"{server}/nope")
+    assert status == 404 and headers["Content-Type"].startswith("text/html")
+    assert b"Not Found" in body and b"Traceback" not in body
+
+
+def test_serve_refuses_to_start_on_a_bad_keyring(home: Path) -> None:
+    os.chmod(home / "keyring.json", 0o640)
+    process = start(home, "serve", free_port())
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert output.strip() == (
+        f"sealgate: error: keyring {home / 'keyring.json'} has mode 0640; it must be readable "
+        f"by its owner only (chmod 600 {home / 'keyring.json'})")
+
+
+def test_run_starts_server_and_milter_and_ctrl_c_stops_both(home: Path) -> None:
+    port = free_port()
+    process = start(home, "run", port)
+    wait_until_up(process, f"http://127.0.0.1:{port}/healthz")
+    assert get(f"http://127.0.0.1:{port}/healthz")[0] == 200
+    output = stop(process, signal.SIGINT)
+    assert process.returncode == 0, output
+    assert "portal    http://127.0.0.1:8025/" in output
+    assert "smtpd_milters = unix:" in output and "milter_default_action = tempfail" in output
+    assert "Traceback" not in output
+    with pytest.raises(OSError):
+        get(f"http://127.0.0.1:{port}/healthz")
