@@ -13,19 +13,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from sealgate import config  # noqa: E402
-from sealgate.cli import main as cli_main  # noqa: E402
-from sealgate.vault.models import PartKind  # noqa: E402
-from sealgate.vault.vault import NewMessage, NewPart, NewRecipient, Vault  # noqa: E402
+from sealgate import config
+from sealgate.cli import main as cli_main
+from sealgate.vault.models import PartKind
+from sealgate.vault.vault import NewMessage, NewPart, NewRecipient, Vault
 
 
 def raw_aead(payloads: list[bytes]) -> float:
