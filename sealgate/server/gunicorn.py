@@ -21,6 +21,8 @@ def settings(config: Config) -> dict[str, Any]:
         "accesslog": "-",
         "errorlog": "-",
         "proc_name": "sealgate-server",
+        # gunicornc's socket lives with the rest of Sealgate's state, not in $HOME.
+        "control_socket": str(config.home / "gunicorn.ctl"),
         # Behind a reverse proxy on the same host; see deploy/reverse-proxy.
         "forwarded_allow_ips": "127.0.0.1,::1",
     }
