@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -67,14 +66,9 @@ def _chunks(blob: bytes) -> Iterator[bytes]:
     yield blob
 
 
-def open_file(data_key: bytes, handle: BinaryIO, context: bytes) -> Iterator[bytes]:
-    """Plaintext segments of a sealed file, each verified before it is yielded."""
-    return open_stream(data_key, iter(lambda: handle.read(SEGMENT_BYTES + TAG_BYTES), b""),
-                       context)
-
-
 def open_stream(data_key: bytes, chunks: Iterable[bytes], context: bytes) -> Iterator[bytes]:
-    """Verify and decrypt segment by segment; the final flag proves nothing was cut off."""
+    """Plaintext segments, each verified before it is yielded; the final flag proves nothing
+    was cut off. `chunks` may be cut anywhere (reads from a file, say)."""
     reader = _Reader(chunks)
     header = reader.take(_HEADER.size)
     if len(header) != _HEADER.size:

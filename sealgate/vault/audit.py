@@ -8,17 +8,20 @@ the end; and without the keyring's audit key nobody can write a chain that verif
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.orm import Session
 
 from sealgate.crypto.secrets import chain_digest
 from sealgate.vault.models import AuditEvent, AuditHead, utcnow
 
 GENESIS = "0" * 64
+events_table = cast(Table, AuditEvent.__table__)
+head_table = cast(Table, AuditHead.__table__)
 
 
 def _payload(seq: int, at: datetime, actor: str, action: str, object_type: str,
@@ -29,24 +32,40 @@ def _payload(seq: int, at: datetime, actor: str, action: str, object_type: str,
     ).encode("utf-8")
 
 
-def append(session: Session, key: bytes, actor: str, action: str, object_type: str = "",
-           object_id: str = "", details: dict[str, Any] | None = None) -> AuditEvent:
-    """Add an event in the caller's transaction; it becomes visible when that commits."""
-    details = details or {}
+@dataclass(frozen=True)
+class Event:
+    actor: str
+    action: str
+    object_type: str = ""
+    object_id: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def append(session: Session, key: bytes, events: Sequence[Event]) -> None:
+    """Add events, in order, in the caller's transaction; they are visible when it commits."""
+    if not events:
+        return
     # Touching the head row first takes its lock, so concurrent appends queue up here
     # instead of forking the chain (SQLite: the write lock; PostgreSQL: the row lock).
-    session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq))
-    head = session.execute(select(AuditHead).where(AuditHead.id == 1)
-                           .execution_options(populate_existing=True)).scalar_one()
-    seq, at = head.seq + 1, utcnow()
-    digest = chain_digest(key, head.digest,
-                          _payload(seq, at, actor, action, object_type, object_id, details))
-    event = AuditEvent(seq=seq, at=at, actor=actor, action=action, object_type=object_type,
-                       object_id=object_id, details=details, previous=head.digest,
-                       digest=digest)
-    session.add(event)
-    head.seq, head.digest = seq, digest
-    return event
+    connection = session.connection()
+    connection.execute(update(head_table).where(head_table.c.id == 1)
+                       .values(seq=head_table.c.seq))
+    seq, previous = connection.execute(
+        select(head_table.c.seq, head_table.c.digest).where(head_table.c.id == 1)).one()
+    at = utcnow()
+    rows = []
+    for event in events:
+        seq += 1
+        digest = chain_digest(key, previous, _payload(
+            seq, at, event.actor, event.action, event.object_type, event.object_id,
+            event.details))
+        rows.append({"seq": seq, "at": at, "actor": event.actor, "action": event.action,
+                     "object_type": event.object_type, "object_id": event.object_id,
+                     "details": event.details, "previous": previous, "digest": digest})
+        previous = digest
+    connection.execute(insert(events_table), rows)
+    connection.execute(update(head_table).where(head_table.c.id == 1)
+                       .values(seq=seq, digest=previous))
 
 
 @dataclass

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Enum,
     ForeignKey,
@@ -144,8 +145,11 @@ class Part(Base):
     content_type: Mapped[str] = mapped_column(String(255), default="application/octet-stream")
     filename: Mapped[str | None] = mapped_column(String(255))
     content_id: Mapped[str | None] = mapped_column(String(255))
-    size: Mapped[int] = mapped_column(Integer)
-    blob: Mapped[str] = mapped_column(String(255), unique=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    # Where the sealed bytes are: a blob file, shared by the parts deposited together.
+    blob: Mapped[str] = mapped_column(String(255), index=True)
+    blob_offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    blob_length: Mapped[int] = mapped_column(BigInteger)
     key_version: Mapped[int] = mapped_column(Integer, index=True)
     wrapped_key: Mapped[bytes] = mapped_column(LargeBinary(128))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

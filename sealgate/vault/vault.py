@@ -12,17 +12,17 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from sealgate.config import Config
-from sealgate.crypto.aead import new_data_key, open_file, open_sealed, seal_segments
+from sealgate.crypto.aead import new_data_key, open_sealed, open_stream, seal
 from sealgate.crypto.keyring import Keyring
 from sealgate.errors import KeyringError, VaultError
 from sealgate.vault import audit
-from sealgate.vault.blobs import LocalBlobStore, blob_name
+from sealgate.vault.blobs import LocalBlobStore, new_blob_name
 from sealgate.vault.database import Database
 from sealgate.vault.models import (
     DeliveryMethod,
@@ -58,6 +58,10 @@ class NewMessage:
     header_message_id: str | None = None
     expires_at: datetime | None = None
     id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+messages_table = cast(Table, SecureMessage.__table__)
+recipients_table = cast(Table, Recipient.__table__)
+parts_table = cast(Table, Part.__table__)
 
 
 def key_versions_in_use(database: Database) -> dict[int, int]:
@@ -112,37 +116,60 @@ class Vault:
     # -- content -------------------------------------------------------------------------
 
     def deposit(self, new: NewMessage, actor: str) -> uuid.UUID:
-        """Seal and store a message; when this returns, it is durable (blobs, then commit)."""
+        """Seal and store one message; when this returns it is durable."""
+        return self.deposit_many([new], actor)[0]
+
+    def deposit_many(self, messages: Sequence[NewMessage], actor: str) -> list[uuid.UUID]:
+        """Seal and store messages together: one blob file, one transaction, one audit lock.
+
+        Blobs are written (and fsynced) first, then the rows commit; only then is anything
+        acknowledged. If the commit fails the blob file is removed again."""
         keyring = self.keyring
-        rows: list[Part] = []
-        try:
-            for position, part in enumerate(new.parts):
+        blob = new_blob_name()
+        sealed: list[bytes] = []
+        part_rows: list[dict[str, Any]] = []
+        offset = 0
+        for message in messages:
+            for position, part in enumerate(message.parts):
                 part_id = uuid.uuid4()
-                context = _context(new.id, part_id)
+                context = _context(message.id, part_id)
                 data_key = new_data_key()
-                name = blob_name(str(new.id), str(part_id))
-                self.blobs.put(name, seal_segments(data_key, part.data, context))
+                ciphertext = seal(data_key, part.data, context)
                 version, wrapped = keyring.wrap(data_key, context)
-                rows.append(Part(id=part_id, position=position, kind=part.kind,
-                                 content_type=part.content_type, filename=part.filename,
-                                 content_id=part.content_id, size=len(part.data), blob=name,
-                                 key_version=version, wrapped_key=wrapped))
+                part_rows.append({
+                    "id": part_id, "message_id": message.id, "position": position,
+                    "kind": part.kind, "content_type": part.content_type,
+                    "filename": part.filename, "content_id": part.content_id,
+                    "size": len(part.data), "blob": blob, "blob_offset": offset,
+                    "blob_length": len(ciphertext), "key_version": version,
+                    "wrapped_key": wrapped})
+                sealed.append(ciphertext)
+                offset += len(ciphertext)
+        if sealed:
+            self.blobs.put(blob, sealed)
+        try:
             with self.database.writing() as session:
-                session.add(SecureMessage(
-                    id=new.id, sender=new.sender, sender_name=new.sender_name,
-                    subject=new.subject, header_message_id=new.header_message_id,
-                    expires_at=new.expires_at, parts=rows,
-                    recipients=[Recipient(address=r.address, delivery_method=r.method)
-                                for r in new.recipients],
-                ))
-                audit.append(session, keyring.audit_key, new.sender, "message.deposited",
-                             "message", str(new.id),
-                             {"recipients": len(new.recipients), "parts": len(new.parts)})
+                connection = session.connection()
+                connection.execute(insert(messages_table), [{
+                    "id": m.id, "sender": m.sender, "sender_name": m.sender_name,
+                    "subject": m.subject, "header_message_id": m.header_message_id,
+                    "expires_at": m.expires_at} for m in messages])
+                recipients = [{"message_id": m.id, "address": r.address,
+                               "delivery_method": r.method}
+                              for m in messages for r in m.recipients]
+                if recipients:
+                    connection.execute(insert(recipients_table), recipients)
+                if part_rows:
+                    connection.execute(insert(parts_table), part_rows)
+                audit.append(session, keyring.audit_key, [audit.Event(
+                    actor, "message.deposited", "message", str(m.id),
+                    {"sender": m.sender, "recipients": len(m.recipients),
+                     "parts": len(m.parts)}) for m in messages])
         except BaseException:
-            for row in rows:  # nothing half-stored stays behind
-                self.blobs.delete(row.blob)
+            if sealed:  # nothing half-stored stays behind
+                self.blobs.delete(blob)
             raise
-        return new.id
+        return [m.id for m in messages]
 
     def message(self, session: Session, message_id: uuid.UUID) -> SecureMessage:
         found = session.get(SecureMessage, message_id)
@@ -150,17 +177,39 @@ class Vault:
             raise VaultError(f"no secure message {message_id}")
         return found
 
+    def parts(self, message_id: uuid.UUID) -> list[Part]:
+        with self.database.session() as session:
+            return list(session.scalars(select(Part).where(Part.message_id == message_id)
+                                        .order_by(Part.position)))
+
     def read_part(self, part: Part) -> bytes:
         context = _context(part.message_id, part.id)
         data_key = self.keyring.unwrap(part.key_version, part.wrapped_key, context)
-        return open_sealed(data_key, self.blobs.read(part.blob), context)
+        return open_sealed(data_key, self.blobs.read(part.blob, part.blob_offset,
+                                                     part.blob_length), context)
 
     def stream_part(self, part: Part) -> Iterator[bytes]:
         """Plaintext in verified segments, for large attachments."""
         context = _context(part.message_id, part.id)
         data_key = self.keyring.unwrap(part.key_version, part.wrapped_key, context)
-        with self.blobs.open(part.blob) as handle:
-            yield from open_file(data_key, handle, context)
+        yield from open_stream(
+            data_key, self.blobs.chunks(part.blob, part.blob_offset, part.blob_length), context)
+
+    def delete_message(self, message_id: uuid.UUID, actor: str, reason: str) -> None:
+        """Remove a message, its rows and, once no other part shares them, its blob files.
+
+        With its wrapped data keys gone the content cannot be opened even where bytes remain
+        in a blob file shared with parts deposited at the same time."""
+        with self.database.writing() as session:
+            message = self.message(session, message_id)
+            blobs = {part.blob for part in message.parts}
+            session.delete(message)
+            session.flush()
+            still_used = set(session.scalars(select(Part.blob).where(Part.blob.in_(blobs))))
+            audit.append(session, self.keyring.audit_key, [audit.Event(
+                actor, "message.deleted", "message", str(message_id), {"reason": reason})])
+        for blob in blobs - still_used:
+            self.blobs.delete(blob)
 
     # -- keys ----------------------------------------------------------------------------
 
@@ -207,8 +256,8 @@ class Vault:
     def record(self, actor: str, action: str, object_type: str = "", object_id: str = "",
                details: dict[str, Any] | None = None) -> None:
         with self.database.writing() as session:
-            audit.append(session, self.keyring.audit_key, actor, action, object_type,
-                         object_id, details)
+            audit.append(session, self.keyring.audit_key,
+                         [audit.Event(actor, action, object_type, object_id, details or {})])
 
     def verify_audit(self) -> audit.AuditReport:
         with self.database.session() as session:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
-from sealgate.errors import KeyringError, SealError
+from sealgate.errors import KeyringError, SealError, VaultError
 from sealgate.vault.models import (
     AccessToken,
     DeliveryMethod,
@@ -42,8 +42,17 @@ def deposit(vault: Vault, **overrides: object) -> uuid.UUID:
 
 
 def parts_of(vault: Vault, message_id: uuid.UUID) -> list[Part]:
-    with vault.database.session() as session:
-        return list(vault.message(session, message_id).parts)
+    return vault.parts(message_id)
+
+
+def new_message(body: bytes = BODY) -> NewMessage:
+    return NewMessage("a@example.org", "s", [NewRecipient("b@x.test")],
+                      [NewPart(PartKind.TEXT, body)])
+
+
+def blob_files(vault: Vault) -> list[str]:
+    return sorted(str(p.relative_to(vault.blobs.root))
+                  for p in vault.blobs.root.rglob("*") if p.is_file())
 
 
 def test_deposit_round_trip(vault: Vault) -> None:
@@ -67,29 +76,75 @@ def test_deposit_round_trip(vault: Vault) -> None:
 
 def test_content_is_encrypted_on_disk(vault: Vault) -> None:
     text, attachment = parts_of(vault, deposit(vault))
+    assert text.blob == attachment.blob  # one file per deposit
+    on_disk = (vault.blobs.root / text.blob).read_bytes()
     for part, plain in ((text, BODY), (attachment, ATTACHMENT)):
-        on_disk = vault.blobs.read(part.blob)
         assert plain not in on_disk and plain[:32] not in on_disk
-        assert len(on_disk) > len(plain)
+        assert part.blob_length > len(plain)
+    assert len(on_disk) == text.blob_length + attachment.blob_length
     assert text.wrapped_key != attachment.wrapped_key  # a data key each
 
 
 def test_one_changed_byte_in_a_blob_is_a_clear_error(vault: Vault) -> None:
-    text, _ = parts_of(vault, deposit(vault))
+    text, attachment = parts_of(vault, deposit(vault))
     path = vault.blobs.root / text.blob
     sealed = bytearray(path.read_bytes())
-    sealed[len(sealed) // 2] ^= 0x40
+    sealed[text.blob_offset + text.blob_length // 2] ^= 0x40
     path.write_bytes(bytes(sealed))
     with pytest.raises(SealError, match="failed authentication"):
         vault.read_part(text)
+    assert vault.read_part(attachment) == ATTACHMENT  # its neighbour is unharmed
 
 
-def test_a_blob_moved_to_another_part_does_not_open(vault: Vault) -> None:
+def test_a_truncated_blob_file_is_a_clear_error(vault: Vault) -> None:
+    _, attachment = parts_of(vault, deposit(vault))
+    path = vault.blobs.root / attachment.blob
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(VaultError, match="shorter than the database says"):
+        vault.read_part(attachment)
+    with pytest.raises(VaultError, match="shorter than the database says"):
+        b"".join(vault.stream_part(attachment))
+    path.unlink()
+    with pytest.raises(VaultError, match="is missing"):
+        vault.read_part(attachment)
+
+
+def test_sealed_bytes_moved_to_another_part_do_not_open(vault: Vault) -> None:
     first, _ = parts_of(vault, deposit(vault))
     second, _ = parts_of(vault, deposit(vault))
-    (vault.blobs.root / second.blob).write_bytes((vault.blobs.root / first.blob).read_bytes())
+    with vault.database.writing() as session:  # point the second part at the first's bytes
+        session.execute(update(Part).where(Part.id == second.id).values(
+            blob=first.blob, blob_offset=first.blob_offset, blob_length=first.blob_length))
+    (moved, _) = parts_of(vault, second.message_id)
     with pytest.raises(SealError):
-        vault.read_part(second)
+        vault.read_part(moved)
+
+
+def test_deposit_many_shares_one_file_and_each_opens(vault: Vault) -> None:
+    bodies = [f"message {n}".encode() * (n + 1) for n in range(5)]
+    ids = vault.deposit_many([new_message(body) for body in bodies], "a@example.org")
+    assert len(blob_files(vault)) == 1
+    for message_id, body in zip(ids, bodies, strict=True):
+        (part,) = parts_of(vault, message_id)
+        assert vault.read_part(part) == body
+    assert vault.verify_audit().events == 5
+
+
+def test_delete_message_removes_a_file_only_when_no_part_needs_it(vault: Vault) -> None:
+    first, second = vault.deposit_many([new_message(b"one"), new_message(b"two")], "a")
+    alone = vault.deposit(new_message(b"three"), "a")
+    assert len(blob_files(vault)) == 2
+    vault.delete_message(alone, "admin", "test")
+    assert len(blob_files(vault)) == 1
+    vault.delete_message(first, "admin", "test")
+    assert len(blob_files(vault)) == 1
+    (part,) = parts_of(vault, second)
+    assert vault.read_part(part) == b"two"
+    vault.delete_message(second, "admin", "test")
+    assert blob_files(vault) == []
+    with pytest.raises(VaultError, match="no secure message"):
+        vault.delete_message(second, "admin", "test")
+    assert vault.verify_audit().intact
 
 
 def test_a_wrapped_key_moved_to_another_part_does_not_open(vault: Vault) -> None:
@@ -104,11 +159,10 @@ def test_a_wrapped_key_moved_to_another_part_does_not_open(vault: Vault) -> None
 
 def test_a_failed_deposit_leaves_nothing_behind(vault: Vault) -> None:
     message_id = deposit(vault)
-    before = sorted(p.name for p in vault.blobs.root.rglob("*") if p.is_file())
+    before = blob_files(vault)
     with pytest.raises(Exception, match="(?i)unique|duplicate"):
         deposit(vault, id=message_id)  # same primary key: the commit fails
-    after = sorted(p.name for p in vault.blobs.root.rglob("*") if p.is_file())
-    assert after == before
+    assert blob_files(vault) == before
 
 
 def test_rotation_new_data_uses_new_key_old_data_still_opens(vault: Vault) -> None:

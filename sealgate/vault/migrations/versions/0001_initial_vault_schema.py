@@ -77,16 +77,18 @@ def upgrade() -> None:
     sa.Column('content_type', sa.String(length=255), nullable=False),
     sa.Column('filename', sa.String(length=255), nullable=True),
     sa.Column('content_id', sa.String(length=255), nullable=True),
-    sa.Column('size', sa.Integer(), nullable=False),
+    sa.Column('size', sa.BigInteger(), nullable=False),
     sa.Column('blob', sa.String(length=255), nullable=False),
+    sa.Column('blob_offset', sa.BigInteger(), nullable=False),
+    sa.Column('blob_length', sa.BigInteger(), nullable=False),
     sa.Column('key_version', sa.Integer(), nullable=False),
     sa.Column('wrapped_key', sa.LargeBinary(length=128), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['message_id'], ['secure_messages.id'], name=op.f('fk_parts_message_id_secure_messages'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_parts')),
-    sa.UniqueConstraint('blob', name=op.f('uq_parts_blob'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_parts'))
     )
     with op.batch_alter_table('parts', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_parts_blob'), ['blob'], unique=False)
         batch_op.create_index(batch_op.f('ix_parts_key_version'), ['key_version'], unique=False)
         batch_op.create_index(batch_op.f('ix_parts_message_id'), ['message_id'], unique=False)
 
@@ -137,6 +139,7 @@ def downgrade() -> None:
     with op.batch_alter_table('parts', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_parts_message_id'))
         batch_op.drop_index(batch_op.f('ix_parts_key_version'))
+        batch_op.drop_index(batch_op.f('ix_parts_blob'))
 
     op.drop_table('parts')
     with op.batch_alter_table('secure_messages', schema=None) as batch_op:
