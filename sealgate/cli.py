@@ -268,6 +268,31 @@ def audit_verify(ctx: Context) -> None:
                         f"in {report.events} event(s)")
 
 
+@cli.group("vault")
+def vault_group() -> None:
+    """The sealed content."""
+
+
+@vault_group.command("verify")
+@pass_context
+def vault_verify(ctx: Context) -> None:
+    """Open every stored part and report any that is altered, truncated, missing or
+    wrapped under a key version the keyring no longer holds."""
+    vault = ctx.vault()
+    failures = 0
+    try:
+        for part, reason in vault.verify_content():
+            failures += 1
+            click.echo(f"BAD: message {part.message_id} part {part.id} ({part.kind.value}): "
+                       f"{reason}", err=True)
+        total = vault.count_parts()
+    finally:
+        vault.close()
+    if failures:
+        raise SealgateError(f"{failures} of {total} stored part(s) do not open")
+    click.echo(f"all {total} stored part(s) open and authenticate")
+
+
 @cli.group()
 def db() -> None:
     """The vault database schema."""

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from sealgate.config import Config
 from sealgate.crypto.aead import new_data_key, open_sealed, open_stream, seal
 from sealgate.crypto.keyring import Keyring
-from sealgate.errors import KeyringError, VaultError
+from sealgate.errors import KeyringError, SealgateError, VaultError
 from sealgate.vault import audit
 from sealgate.vault.blobs import LocalBlobStore, new_blob_name
 from sealgate.vault.database import Database
@@ -211,10 +211,33 @@ class Vault:
         for blob in blobs - still_used:
             self.blobs.delete(blob)
 
+    def verify_content(self, batch: int = 500) -> Iterator[tuple[Part, str]]:
+        """Open every stored part (streaming, nothing kept) and yield each that does not open,
+        with the reason: a changed or truncated blob, a missing file, a retired key version."""
+        last: uuid.UUID | None = None
+        while True:
+            with self.database.session() as session:
+                query = select(Part).order_by(Part.id).limit(batch)
+                if last is not None:
+                    query = query.where(Part.id > last)
+                parts = list(session.scalars(query))
+            for part in parts:
+                try:
+                    for _ in self.stream_part(part):
+                        pass
+                except SealgateError as error:
+                    yield part, str(error)
+            if len(parts) < batch:
+                return
+            last = parts[-1].id
+
     # -- keys ----------------------------------------------------------------------------
 
     def key_versions_in_use(self) -> dict[int, int]:
         return key_versions_in_use(self.database)
+
+    def count_parts(self) -> int:
+        return count_sealed_parts(self.database)
 
     def rotate_keys(self, actor: str) -> int:
         rotated = self.keyring.rotate()

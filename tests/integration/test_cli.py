@@ -9,7 +9,12 @@ import stat
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from sealgate import config
+from sealgate.crypto.keyring import Keyring
+from sealgate.vault.models import Part, PartKind
+from sealgate.vault.vault import NewMessage, NewPart, NewRecipient, Vault
 from tests.integration.helpers import sealgate
 
 
@@ -55,7 +60,8 @@ def test_init_takes_organisation_and_domains(tmp_path: Path) -> None:
 def test_help_everywhere(tmp_path: Path) -> None:
     for command in ([], ["init"], ["serve"], ["milter"], ["run"], ["check"], ["keys"],
                     ["keys", "rotate"], ["keys", "rewrap"], ["keys", "retire"],
-                    ["keys", "status"], ["audit"], ["audit", "verify"], ["db", "upgrade"]):
+                    ["keys", "status"], ["audit"], ["audit", "verify"], ["db", "upgrade"],
+                    ["vault", "verify"]):
         result = sealgate(tmp_path, *command, "--help")
         assert result.returncode == 0 and "Usage:" in result.stdout, command
 
@@ -121,10 +127,6 @@ def test_database_behind_the_code_asks_for_upgrade(home: Path) -> None:
 
 
 def test_rotate_rewrap_retire(home: Path) -> None:
-    from sealgate import config
-    from sealgate.vault.models import PartKind
-    from sealgate.vault.vault import NewMessage, NewPart, NewRecipient, Vault
-
     vault = Vault.open(config.load(home, {}))
     message_id = vault.deposit(NewMessage("a@example.org", "s", [NewRecipient("b@x.test")],
                                           [NewPart(PartKind.TEXT, b"old secret")]), "cli")
@@ -181,3 +183,42 @@ def test_missing_blob_directory_is_not_needed_for_metadata(home: Path,
                                                            command: list[str]) -> None:
     os.rmdir(home / "blobs")
     assert sealgate(home, *command).returncode == 0
+
+
+def deposit_two(home: Path) -> list[Part]:
+    vault = Vault.open(config.load(home, {}))
+    for body in (b"first secret", b"second secret"):
+        vault.deposit(NewMessage("a@example.org", "s", [NewRecipient("b@x.test")],
+                                 [NewPart(PartKind.TEXT, body)]), "cli")
+    with vault.database.session() as session:
+        parts = list(session.scalars(select(Part).order_by(Part.created_at)))
+    vault.close()
+    return parts
+
+
+def test_vault_verify_finds_a_changed_byte(home: Path) -> None:
+    _, second = deposit_two(home)
+    clean = sealgate(home, "vault", "verify")
+    assert clean.returncode == 0 and "all 2 stored part(s) open" in clean.stdout
+    blob = home / "blobs" / second.blob
+    data = bytearray(blob.read_bytes())
+    data[-1] ^= 0x01
+    blob.write_bytes(bytes(data))
+    result = sealgate(home, "vault", "verify")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith(f"BAD: message {second.message_id} part {second.id} (text): "
+                               "sealed blob failed authentication")
+    assert lines[-1] == "sealgate: error: 1 of 2 stored part(s) do not open"
+
+
+def test_a_key_version_gone_from_the_keyring(home: Path) -> None:
+    deposit_two(home)
+    Keyring.load(home / "keyring.json").rotate().retire(1)  # as a bad restore would leave it
+    result = sealgate(home, "keys", "rewrap")
+    assert_clean_failure(result, 1, "wrapped under key version 1, which keyring",
+                         "no longer holds (versions present: 2)")
+    verified = sealgate(home, "vault", "verify")
+    assert verified.returncode == 1
+    assert verified.stderr.count("which keyring") == 2
+    assert "MISSING, wraps 2" in sealgate(home, "keys", "status").stdout
