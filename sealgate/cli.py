@@ -8,12 +8,15 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from sealgate import __version__, config
 from sealgate.errors import HomeError, SealgateError
+
+if TYPE_CHECKING:
+    from sealgate.vault.vault import Vault
 
 OPERATOR = "cli"  # the actor recorded in the audit trail for commands run here
 
@@ -31,7 +34,7 @@ class Context:
                             f"run `sealgate --home {self.home} init`")
         return config.load(self.home)
 
-    def vault(self) -> Any:
+    def vault(self) -> Vault:
         from sealgate.vault.vault import Vault
 
         vault = Vault.open(self.config())

@@ -25,10 +25,6 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def tokens_match(token: str, digest: str) -> bool:
-    return hmac.compare_digest(token_digest(token), digest)
-
-
 def hash_password(password: str) -> str:
     return _passwords.hash(password)
 
@@ -38,10 +34,6 @@ def verify_password(password_hash: str, password: str) -> bool:
         return _passwords.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
-
-
-def password_needs_rehash(password_hash: str) -> bool:
-    return _passwords.check_needs_rehash(password_hash)
 
 
 def chain_digest(key: bytes, previous: str, payload: bytes) -> str:

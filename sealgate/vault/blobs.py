@@ -88,9 +88,6 @@ class LocalBlobStore:
     def delete(self, name: str) -> None:
         self._path(name).unlink(missing_ok=True)
 
-    def exists(self, name: str) -> bool:
-        return self._path(name).exists()
-
 
 def _fsync_folder(folder: Path) -> None:
     descriptor = os.open(folder, os.O_RDONLY)
