@@ -4,8 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 HOME_DIR ?= var
-# Debian packages: to build the virtual environment and the C extensions it compiles.
-SYSTEM_PACKAGES := python3 python3-venv python3-dev gcc
+# Debian packages: the virtual environment and the C extensions it compiles (pymilter needs
+# libmilter), and Postfix, which the tests and `make run` use as a private loopback instance.
+SYSTEM_PACKAGES := python3 python3-venv python3-dev gcc libmilter-dev postfix
 
 .PHONY: run test lint typecheck unit bench install clean
 

@@ -14,5 +14,10 @@ if [ "$(id -u)" != 0 ]; then
   sudo=sudo
 fi
 echo "installing Debian packages: ${missing[*]}"
+# Postfix asks how it should be set up; Sealgate runs its own private instance, so the system
+# one is left unconfigured ("No configuration") and nothing listens on port 25 because of us.
+if printf '%s\n' "${missing[@]}" | grep -qx postfix; then
+  echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections
+fi
 $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
 $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"

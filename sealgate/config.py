@@ -55,6 +55,10 @@ def _http_url(value: str) -> str:
     return value.rstrip("/")
 
 
+def _optional_http_url(value: str) -> str:
+    return _http_url(value) if value else value
+
+
 def _host_port(value: str) -> str:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -92,6 +96,9 @@ class _Section(BaseModel):
 class OrganisationConfig(_Section):
     name: str = Field(default="Example Organisation", min_length=1, max_length=200)
     domains: Domains = Field(default_factory=lambda: ["example.org"], min_length=1)
+    footer: str = Field(default="", max_length=1000, description="postal address, contact")
+    disclaimer: str = Field(default="", max_length=4000)
+    colour: Annotated[str, Field(pattern=r"^#[0-9a-fA-F]{6}$")] = "#1f4e79"
 
 
 class ServerConfig(_Section):
@@ -104,6 +111,13 @@ class ServerConfig(_Section):
 class MilterConfig(_Section):
     listen: Annotated[str, AfterValidator(_milter_socket)] = "unix:milter.sock"
     subject_keywords: Strings = Field(default_factory=lambda: ["encrypt/"], min_length=1)
+    # Where the milter deposits messages; empty: the server's own listen address.
+    server_url: Annotated[str, AfterValidator(_optional_http_url)] = ""
+    # The MTA listener without the milter, for the re-injected half of a split message.
+    reinject: Annotated[str, AfterValidator(_host_port)] = "127.0.0.1:10026"
+    timeout: float = Field(default=30.0, gt=0, le=600, description="seconds per server call")
+    # The group whose members (the MTA's smtpd) may connect to a unix milter socket.
+    socket_group: str = "postfix"
 
 
 class InternalApiConfig(_Section):
@@ -147,6 +161,11 @@ class Config(_Section):
     @property
     def database_url(self) -> str:
         return self.database.url or f"sqlite:///{self.home / 'sealgate.db'}"
+
+    @property
+    def deposit_url(self) -> str:
+        """The server the milter deposits with."""
+        return self.milter.server_url or f"http://{self.server.listen}"
 
     @property
     def milter_socket(self) -> str:
@@ -258,6 +277,10 @@ INITIAL_CONFIG = """\
 name = "Example Organisation"
 # Mail to these domains is internal and is delivered as is.
 domains = ["example.org"]
+# Shown at the foot of every notification and portal page.
+footer = ""
+disclaimer = ""
+colour = "#1f4e79"
 
 [server]
 listen = "127.0.0.1:8025"
@@ -270,6 +293,8 @@ secret_key = "{secret_key}"
 # unix:PATH (relative to the home) or inet:PORT@HOST
 listen = "unix:milter.sock"
 subject_keywords = ["encrypt/"]
+# The MTA listener that does not run the milter (see deploy/postfix/master.cf.example).
+reinject = "127.0.0.1:10026"
 
 [internal_api]
 # Shared by the milter and the server; keep this file readable by them only.

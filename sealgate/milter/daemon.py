@@ -1,20 +1,197 @@
-"""The milter daemon. Until the milter issue lands this holds the place in `sealgate run`
-without listening: Postfix configured with `milter_default_action = tempfail` then defers
-mail rather than letting anything pass unchecked."""
+"""The milter daemon: pymilter callbacks collect the message, one call into the core decides,
+and the adapter applies the changes. Any failure on a triggered message is a temporary
+failure (4xx): the MTA keeps the message and retries; nothing leaves in clear."""
 
 from __future__ import annotations
 
-import signal
+import logging
+import os
 import sys
+import tempfile
 import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import Milter
 
 from sealgate.config import Config
+from sealgate.mail.message import InboundMessage
+from sealgate.mail.rewrite import Changes, plan
+from sealgate.mail.verdict import Action, MailPolicy, decide, triggers
+from sealgate.milter.client import DepositClient, PermanentFailure, reinject
+
+log = logging.getLogger("sealgate.milter")
+
+SPOOL_IN_MEMORY = 1024 * 1024  # bodies above this go to a temporary file
+CONTINUE: int = Milter.CONTINUE
+ACCEPT: int = Milter.ACCEPT
+REJECT: int = Milter.REJECT
+TEMPFAIL: int = Milter.TEMPFAIL
+
+
+class Gateway:
+    """What every milter connection shares: configuration, policy, the server client."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.policy = MailPolicy(keywords=tuple(config.milter.subject_keywords),
+                                 internal_domains=tuple(config.organisation.domains),
+                                 mark_secret=config.internal_api.secret)
+        self.client = DepositClient(config.deposit_url, config.internal_api.secret,
+                                    config.milter.timeout)
+        self.spool_dir = config.home / "spool"
+        self.spool_dir.mkdir(mode=0o700, exist_ok=True)
+        # The DLP issue plugs its scanner in here; until then headers alone decide.
+        self.dlp = None
+
+
+class SealgateMilter(Milter.Base):  # type: ignore[misc]
+    """One SMTP connection. Every callback replies (no `noreply`): over inet: sockets a
+    skipped reply costs a delayed-ACK stall per message."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self._reset()
+
+    def _reset(self) -> None:
+        self.mail_from = ""
+        self.recipients: list[str] = []
+        self.headers: list[tuple[str, str]] = []
+        self.spool: Any = None
+
+    def envfrom(self, mail_from: str, *_params: str) -> int:
+        self._close_body()
+        self._reset()
+        self.mail_from = mail_from.strip("<>")
+        return CONTINUE
+
+    def envrcpt(self, recipient: str, *_params: str) -> int:
+        self.recipients.append(recipient.strip("<>"))
+        return CONTINUE
+
+    def header(self, name: str, value: str) -> int:
+        self.headers.append((name, value))
+        return CONTINUE
+
+    def eoh(self) -> int:
+        # Without a body scanner, headers decide: untriggered mail is accepted right here
+        # and its body never crosses the milter socket.
+        if self.gateway.dlp is None and not triggers(self._message(b""), self.gateway.policy):
+            return ACCEPT
+        self.spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed by _close_body
+            SPOOL_IN_MEMORY, dir=str(self.gateway.spool_dir))
+        return CONTINUE
+
+    def body(self, chunk: bytes) -> int:
+        self.spool.write(chunk)
+        return CONTINUE
+
+    def eom(self) -> int:
+        try:
+            return self._end_of_message()
+        except PermanentFailure as refusal:
+            log.warning("refused message from %s: %s", self.mail_from, refusal)
+            self.setreply("554", "5.6.0", f"Sealgate cannot send this message securely: "
+                                          f"{_reply_text(str(refusal))}")
+            return REJECT
+        except Exception:
+            log.exception("temporary failure for message from %s", self.mail_from)
+            self.setreply("451", "4.3.0", "Sealgate could not secure this message yet; "
+                                          "it will be retried")
+            return TEMPFAIL
+        finally:
+            self._close_body()
+
+    def abort(self) -> int:
+        self._close_body()
+        self._reset()
+        return CONTINUE
+
+    def close(self) -> int:
+        self._close_body()
+        return CONTINUE
+
+    # -- the work --------------------------------------------------------------------------
+
+    def _message(self, body: bytes) -> InboundMessage:
+        return InboundMessage(self.mail_from, tuple(self.recipients), tuple(self.headers), body)
+
+    def _end_of_message(self) -> int:
+        self.spool.seek(0)
+        message = self._message(self.spool.read())
+        gateway = self.gateway
+        verdict = decide(message, gateway.policy, gateway.dlp)
+        if verdict.action is Action.PASS:
+            return ACCEPT
+        if verdict.action is Action.REJECT:
+            raise PermanentFailure(verdict.reason)
+        deposited = None
+        if verdict.external:
+            deposited = gateway.client.deposit(message.raw(), message.mail_from,
+                                               verdict.external, verdict.display_subject)
+        changes = plan(message, verdict, deposited, gateway.policy.mark_secret)
+        if changes.reinject is not None:
+            # Before this transaction is acknowledged: if re-injection fails the whole
+            # message is retried (at worst a second notification, never a lost one).
+            reinject(gateway.config.milter.reinject, changes.reinject,
+                     gateway.config.milter.timeout)
+        self._apply(changes)
+        log.info("protected message from %s: %s; external %d, internal %d, deposit %s",
+                 message.mail_from, ", ".join(verdict.reasons), len(verdict.external),
+                 len(verdict.internal), deposited.message_id if deposited else "-")
+        return ACCEPT
+
+    def _apply(self, changes: Changes) -> None:
+        for name, index in changes.delete_headers:
+            self.chgheader(name, index, None)
+        for name, value in changes.set_headers:
+            self.chgheader(name, 1, value)
+        for name, value in changes.add_headers:
+            self.addheader(name, value)
+        for recipient in changes.remove_recipients:
+            self.delrcpt(f"<{recipient}>")
+        if changes.body is not None:
+            self.replacebody(changes.body)
+
+    def _close_body(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
+
+
+def _reply_text(text: str) -> str:
+    """An SMTP reply line: one line, ASCII, '%' doubled as libmilter wants."""
+    flat = " ".join(text.split()).encode("ascii", "replace").decode("ascii")
+    return flat.replace("%", "%%")[:400]
+
+
+def _restrict_socket(path: Path, group: str) -> None:
+    """Let the MTA's group, and nobody else, connect once libmilter has made the socket."""
+    import grp
+
+    deadline = time.monotonic() + 30
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        os.chown(path, -1, grp.getgrnam(group).gr_gid)
+        os.chmod(path, 0o660)
+    except (KeyError, OSError) as error:
+        log.warning("milter socket %s left owner-only (%s); the MTA may not reach it",
+                    path, error)
 
 
 def run_milter(config: Config) -> None:
-    print(f"sealgate milter: not yet implemented; {config.milter_socket} is not served "
-          "(mail through a tempfail milter is deferred, not passed)", file=sys.stderr, flush=True)
-    stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    signal.signal(signal.SIGINT, lambda *_: stopped.set())
-    stopped.wait()
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s sealgate-milter %(levelname)s %(message)s")
+    gateway = Gateway(config)
+    socket = config.milter_socket
+    if socket.startswith("unix:"):
+        path = Path(socket.removeprefix("unix:"))
+        path.unlink(missing_ok=True)
+        threading.Thread(target=_restrict_socket, args=(path, config.milter.socket_group),
+                         daemon=True).start()
+    Milter.factory = lambda: SealgateMilter(gateway)
+    Milter.set_flags(Milter.ADDHDRS | Milter.CHGHDRS | Milter.MODBODY | Milter.DELRCPT)
+    log.info("listening on %s, depositing with %s", socket, config.deposit_url)
+    Milter.runmilter("sealgate", socket, timeout=int(config.milter.timeout) + 30)

@@ -47,15 +47,19 @@ def create_app(config: Config, vault: Vault | None = None) -> Flask:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         JSON_SORT_KEYS=False,
+        # A deposit carries the whole message, base64-encoded, in JSON.
+        MAX_CONTENT_LENGTH=64 * 1024 * 1024,
     )
     app.extensions["sealgate"] = Services(config=config, vault=vault or Vault.open(config))
 
     from sealgate.server.api import api
+    from sealgate.server.api.internal import internal
     from sealgate.server.health import health
     from sealgate.server.portal import portal
 
     app.register_blueprint(health)
     app.register_blueprint(api, url_prefix="/api/v1")
+    app.register_blueprint(internal, url_prefix="/api/v1/internal")
     app.register_blueprint(portal)
 
     @app.after_request

@@ -1,0 +1,67 @@
+"""The milter's outbound calls: deposit with the server (HTTP) and re-inject a split copy
+into the MTA (SMTP). Each raises on failure; the caller turns that into a 4xx."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import smtplib
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from sealgate.mail.notification import Notification
+from sealgate.mail.rewrite import Deposited, Reinjection
+
+
+class PermanentFailure(Exception):
+    """The message can never be processed as it is; the sender must change something."""
+
+
+class TemporaryFailure(Exception):
+    """Worth retrying later: the server is down, busy or failing."""
+
+
+class DepositClient:
+    def __init__(self, base_url: str, secret: str, timeout: float) -> None:
+        parts = urlsplit(base_url)
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname or "127.0.0.1"
+        self._port = parts.port or (443 if self._https else 80)
+        self._path = parts.path.rstrip("/") + "/api/v1/internal/deposits"
+        self._secret = secret
+        self._timeout = timeout
+
+    def deposit(self, raw: bytes, mail_from: str, recipients: Sequence[str],
+                subject: str) -> Deposited:
+        body = json.dumps({"mail_from": mail_from, "recipients": list(recipients),
+                           "subject": subject,
+                           "message": base64.b64encode(raw).decode("ascii")}).encode()
+        kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+        connection = kind(self._host, self._port, timeout=self._timeout)
+        try:
+            connection.request("POST", self._path, body, {
+                "Content-Type": "application/json",
+                "Authorization": f"Bearer {self._secret}"})
+            response = connection.getresponse()
+            payload = response.read()
+        except OSError as error:
+            raise TemporaryFailure(f"server unreachable: {error}") from error
+        finally:
+            connection.close()
+        if response.status == 422:
+            raise PermanentFailure(json.loads(payload).get("message", "unreadable message"))
+        if response.status != 201:
+            raise TemporaryFailure(f"server answered {response.status}: {payload[:200]!r}")
+        answer = json.loads(payload)
+        return Deposited(answer["message_id"], Notification(
+            content_type=answer["content_type"], body=base64.b64decode(answer["body"])))
+
+
+def reinject(address: str, copy: Reinjection, timeout: float) -> None:
+    """Hand a copy to the MTA's milter-free listener; any refusal raises."""
+    host, _, port = address.rpartition(":")
+    with smtplib.SMTP(host, int(port), timeout=timeout) as smtp:
+        refused = smtp.sendmail(copy.mail_from, list(copy.recipients), copy.data)
+    if refused:
+        raise TemporaryFailure(f"re-injection refused recipients: {sorted(refused)}")

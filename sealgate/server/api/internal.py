@@ -1,0 +1,61 @@
+"""The milter's door into the server: deposit a triggered message, get its notification.
+Authenticated by the shared secret of the configuration, compared in constant time."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import logging
+from typing import Any
+
+from flask import Blueprint, Response, abort, jsonify, request
+
+from sealgate.mail.parse import MimeError
+from sealgate.server.app import services
+from sealgate.server.deposit import deposit_message
+
+log = logging.getLogger(__name__)
+internal = Blueprint("internal", __name__)
+
+
+@internal.before_request
+def _authenticate() -> None:
+    secret = services().config.internal_api.secret
+    if not secret:
+        abort(503, description="the internal API is off: internal_api.secret is not set")
+    offered = request.headers.get("Authorization", "").removeprefix("Bearer ")
+    if not hmac.compare_digest(offered.encode(), secret.encode()):
+        abort(401, description="a valid internal API secret is required")
+
+
+def _field(payload: dict[str, Any], name: str, kind: type) -> Any:
+    value = payload.get(name)
+    if not isinstance(value, kind):
+        abort(400, description=f"'{name}' is missing or not a {kind.__name__}")
+    return value
+
+
+@internal.post("/deposits")
+def create_deposit() -> tuple[Response, int]:
+    payload = request.get_json(silent=True)
+    if not isinstance(payload, dict):
+        abort(400, description="expected a JSON object")
+    recipients = _field(payload, "recipients", list)
+    if not recipients or not all(isinstance(r, str) and "@" in r for r in recipients):
+        abort(400, description="'recipients' must be a non-empty list of addresses")
+    try:
+        raw = base64.b64decode(_field(payload, "message", str), validate=True)
+    except (binascii.Error, ValueError):
+        abort(400, description="'message' is not base64")
+    service = services()
+    try:
+        deposit = deposit_message(service.vault, service.config, raw,
+                                  _field(payload, "mail_from", str), recipients,
+                                  _field(payload, "subject", str))
+    except MimeError as error:
+        return jsonify(error="unreadable_message", message=str(error)), 422
+    log.info("deposited %s for %d recipient(s)", deposit.message_id, len(recipients))
+    return jsonify(message_id=str(deposit.message_id), link=deposit.link,
+                   content_type=deposit.notification.content_type,
+                   body=base64.b64encode(deposit.notification.body).decode("ascii")), 201

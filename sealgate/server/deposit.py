@@ -1,0 +1,52 @@
+"""Turning a triggered message into a sealed deposit and the notification that replaces it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sealgate.config import Config
+from sealgate.mail import notification
+from sealgate.mail.parse import parse
+from sealgate.vault.models import DeliveryMethod, PartKind
+from sealgate.vault.vault import NewMessage, NewPart, NewRecipient, Vault
+
+
+@dataclass(frozen=True)
+class Deposit:
+    message_id: uuid.UUID
+    link: str
+    notification: notification.Notification
+
+
+def branding(config: Config) -> notification.Branding:
+    organisation = config.organisation
+    return notification.Branding(organisation=organisation.name, footer=organisation.footer,
+                                 disclaimer=organisation.disclaimer, colour=organisation.colour)
+
+
+def message_link(config: Config, message_id: uuid.UUID) -> str:
+    return f"{config.server.base_url}/m/{message_id}"
+
+
+def deposit_message(vault: Vault, config: Config, raw: bytes, mail_from: str,
+                    recipients: Sequence[str], subject: str) -> Deposit:
+    """Seal the original and its readable parts; durable when this returns.
+    Raises MimeError when the structure cannot be read faithfully."""
+    parsed = parse(raw)
+    parts = [NewPart(PartKind.ORIGINAL, raw, "message/rfc822", "message.eml")]
+    if parsed.text is not None:
+        parts.append(NewPart(PartKind.TEXT, parsed.text.encode("utf-8"), "text/plain"))
+    if parsed.html is not None:
+        parts.append(NewPart(PartKind.HTML, parsed.html.encode("utf-8"), "text/html"))
+    parts += [NewPart(PartKind.INLINE if a.inline else PartKind.ATTACHMENT, a.data,
+                      a.content_type, a.filename, a.content_id) for a in parsed.attachments]
+    sender_name = parsed.sender_name or mail_from
+    message_id = vault.deposit(NewMessage(
+        sender=parsed.sender_address or mail_from, sender_name=sender_name, subject=subject,
+        recipients=[NewRecipient(r.lower(), DeliveryMethod.PORTAL) for r in recipients],
+        parts=parts, header_message_id=parsed.message_id), actor=mail_from)
+    link = message_link(config, message_id)
+    return Deposit(message_id, link,
+                   notification.build(branding(config), sender_name, subject, link))

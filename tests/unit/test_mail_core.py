@@ -1,0 +1,154 @@
+"""The pure mail core: triggers, verdicts, the planned changes, the notification."""
+
+from __future__ import annotations
+
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+
+import pytest
+
+from sealgate.crypto.marks import MARK_HEADER, make_mark
+from sealgate.mail import notification
+from sealgate.mail.message import InboundMessage, decode_words
+from sealgate.mail.rewrite import Deposited, plan
+from sealgate.mail.triggers import TAG_HEADER, encode_subject, find_keyword, strip_keywords
+from sealgate.mail.verdict import Action, MailPolicy, decide
+
+POLICY = MailPolicy(keywords=("encrypt/", "secure/"), internal_domains=("example.org",),
+                    mark_secret="s" * 32)
+NOTE = notification.Notification("multipart/alternative; boundary=x", b"--x\r\nnote\r\n--x--\r\n")
+DEPOSITED = Deposited("7b0c6f0e-0000-4000-8000-000000000001", NOTE)
+
+
+def inbound(subject: str = "Hello", recipients: tuple[str, ...] = ("bob@gmail.test",),
+            extra: tuple[tuple[str, str], ...] = (), body: bytes = b"hi\r\n") -> InboundMessage:
+    headers = (("Received", "from x by y"), ("From", "Dr Who <who@example.org>"),
+               ("To", ", ".join(recipients)), ("Subject", subject),
+               ("Message-ID", "<m1@example.org>"), ("X-Mailer", "Outlook"),
+               ("Thread-Topic", subject), ("Content-Type", "text/plain"), *extra)
+    return InboundMessage("who@example.org", recipients, headers, body)
+
+
+@pytest.mark.parametrize("subject, found", [
+    ("encrypt/ lab results", "encrypt/"),
+    ("Lab results [ENCRYPT/]", "ENCRYPT/"),
+    ("Re: Encrypt/results", "Encrypt/"),
+    ("secure/ thing", "secure/"),
+    ("encrypted files attached", None),
+    ("encrypt results", None),
+])
+def test_keyword_anywhere_any_case(subject: str, found: str | None) -> None:
+    assert find_keyword(subject, POLICY.keywords) == found
+
+
+def test_keyword_removed_and_spacing_tidied() -> None:
+    assert strip_keywords("encrypt/ Lab  results", ["encrypt/"]) == "Lab results"
+    assert strip_keywords("Lab ENCRYPT/ results encrypt/", ["encrypt/"]) == "Lab results"
+    assert strip_keywords("No keyword here", ["encrypt/"]) == "No keyword here"
+
+
+def test_non_ascii_subjects_are_decoded_and_re_encoded() -> None:
+    encoded = "=?utf-8?q?encrypt/_R=C3=A9sultats_d=27analyse?="
+    message = inbound(subject=encoded)
+    assert message.subject == "encrypt/ Résultats d'analyse"
+    verdict = decide(message, POLICY)
+    assert verdict.action is Action.PROTECT
+    assert verdict.display_subject == "Résultats d'analyse"
+    assert verdict.subject is not None and verdict.subject.startswith("=?utf-8?")
+    assert decode_words(verdict.subject) == "Résultats d'analyse"
+    assert encode_subject("plain") == "plain"
+
+
+def test_untriggered_mail_passes() -> None:
+    assert decide(inbound(), POLICY).action is Action.PASS
+
+
+def test_tag_header_triggers_without_changing_the_subject() -> None:
+    verdict = decide(inbound(extra=((TAG_HEADER, "token"),)), POLICY)
+    assert verdict.action is Action.PROTECT
+    assert verdict.reasons == (f"{TAG_HEADER} header",)
+    assert verdict.subject is None and verdict.display_subject == "Hello"
+
+
+def test_dlp_hook_triggers() -> None:
+    verdict = decide(inbound(), POLICY, dlp=lambda message: ["US_SSN"])
+    assert verdict.action is Action.PROTECT and verdict.reasons == ("policy US_SSN",)
+
+
+def test_recipients_split_by_organisation_domain() -> None:
+    verdict = decide(inbound("encrypt/ x", ("a@example.org", "b@gmail.test",
+                                            "c@mail.example.org", "d@example.org.evil.test")),
+                     POLICY)
+    assert verdict.internal == ("a@example.org", "c@mail.example.org")
+    assert verdict.external == ("b@gmail.test", "d@example.org.evil.test")
+    assert verdict.split
+
+
+def test_a_valid_mark_passes_and_a_copied_one_does_not() -> None:
+    body = b"the notification\r\n"
+    mark = make_mark(POLICY.mark_secret, "<m1@example.org>", body)
+    marked = inbound("encrypt/ x", extra=((MARK_HEADER, mark),), body=body)
+    assert decide(marked, POLICY).action is Action.PASS
+    other_body = inbound("encrypt/ x", extra=((MARK_HEADER, mark),), body=b"other\r\n")
+    assert decide(other_body, POLICY).action is Action.PROTECT
+    forged = inbound("encrypt/ x", extra=((MARK_HEADER, "v1; sig=" + "0" * 64),), body=body)
+    assert decide(forged, POLICY).action is Action.PROTECT
+
+
+def test_all_external_swaps_the_body_and_keeps_only_safe_headers() -> None:
+    message = inbound("encrypt/ Results", extra=((TAG_HEADER, "t"), ("X-Mailer", "again")))
+    changes = plan(message, decide(message, POLICY), DEPOSITED, POLICY.mark_secret)
+    deleted = {(name.lower(), index) for name, index in changes.delete_headers}
+    assert deleted == {("x-mailer", 1), ("x-mailer", 2), ("thread-topic", 1),
+                       ("content-type", 1), (TAG_HEADER.lower(), 1)}
+    assert changes.delete_headers.index(("X-Mailer", 2)) < \
+        changes.delete_headers.index(("X-Mailer", 1))  # later occurrences go first
+    assert changes.set_headers == [("Subject", "Results")]
+    added = dict(changes.add_headers)
+    assert added["Content-Type"] == NOTE.content_type
+    assert added["X-Sealgate-Message-Id"] == DEPOSITED.message_id
+    assert MARK_HEADER in added
+    assert changes.body == NOTE.body and changes.reinject is None
+
+
+def test_split_keeps_internal_on_the_transaction_and_reinjects_the_notification() -> None:
+    message = inbound("encrypt/ Results", ("in@example.org", "out@gmail.test"),
+                      extra=((TAG_HEADER, "t"),))
+    changes = plan(message, decide(message, POLICY), DEPOSITED, POLICY.mark_secret)
+    assert changes.body is None
+    assert changes.delete_headers == [(TAG_HEADER, 1)]
+    assert changes.remove_recipients == ("out@gmail.test",)
+    assert changes.reinject is not None
+    assert changes.reinject.recipients == ("out@gmail.test",)
+    copy = message_from_bytes(changes.reinject.data, policy=policy.default)
+    assert copy["Subject"] == "Results"
+    assert copy["Message-ID"] == "<m1@example.org>"
+    assert copy["X-Mailer"] is None and copy[TAG_HEADER] is None and copy["Received"] is None
+    assert copy["X-Sealgate-Message-Id"] == DEPOSITED.message_id
+    assert changes.reinject.data.endswith(NOTE.body)
+    # The copy carries a mark that verifies, so the milter would pass it if it saw it again.
+    again = InboundMessage("who@example.org", ("out@gmail.test",),
+                           tuple((k, str(v)) for k, v in copy.items()), NOTE.body)
+    assert decide(again, POLICY).action is Action.PASS
+
+
+def test_internal_only_keeps_the_body() -> None:
+    message = inbound("encrypt/ x", ("in@example.org",))
+    changes = plan(message, decide(message, POLICY), None, POLICY.mark_secret)
+    assert changes.body is None and changes.reinject is None and not changes.remove_recipients
+    assert changes.set_headers == [("Subject", "x")]
+
+
+def test_notification_has_text_html_link_and_branding() -> None:
+    branding = notification.Branding("St. Mary's <Hospital>", "1 Main St", "Confidential.")
+    built = notification.build(branding, "Dr <Who>", "Lab results", "https://p.test/m/abc?x=1&y=2")
+    mime = message_from_bytes(f"Content-Type: {built.content_type}\r\n\r\n".encode()
+                              + built.body, policy=policy.default)
+    assert isinstance(mime, EmailMessage) and mime.get_content_type() == "multipart/alternative"
+    text = mime.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    html = mime.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert "https://p.test/m/abc?x=1&y=2" in text and "Dr <Who>" in text
+    assert "1 Main St" in text and "Confidential." in text
+    assert 'href="https://p.test/m/abc?x=1&amp;y=2"' in html
+    assert "St. Mary&#x27;s &lt;Hospital&gt;" in html and "Dr &lt;Who&gt;" in html
+    assert "password" in text  # tells recipients we never ask for their mailbox password
