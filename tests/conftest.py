@@ -20,12 +20,16 @@ PG_ADMIN_URL = os.environ.get(
 
 
 def run_cli(*args: str) -> None:
-    """The real command, in process; SystemExit(0) is success."""
+    """The real command, in process; SystemExit(0) is success. The command tightens the
+    process umask for what it writes; the test process gets its own back."""
+    umask = os.umask(0o022)
     try:
         cli_main(list(args))
     except SystemExit as exit_:
         if exit_.code not in (0, None):
             raise AssertionError(f"sealgate {' '.join(args)} exited {exit_.code}") from None
+    finally:
+        os.umask(umask)
 
 
 @pytest.fixture

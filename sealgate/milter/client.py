@@ -61,7 +61,11 @@ class DepositClient:
 def reinject(address: str, copy: Reinjection, timeout: float) -> None:
     """Hand a copy to the MTA's milter-free listener; any refusal raises."""
     host, _, port = address.rpartition(":")
+    options = [] if copy.data.isascii() else ["BODY=8BITMIME"]
+    if not all(a.isascii() for a in (copy.mail_from, *copy.recipients)):
+        options.append("SMTPUTF8")
     with smtplib.SMTP(host, int(port), timeout=timeout) as smtp:
-        refused = smtp.sendmail(copy.mail_from, list(copy.recipients), copy.data)
+        refused = smtp.sendmail(copy.mail_from, list(copy.recipients), copy.data,
+                                mail_options=options)
     if refused:
         raise TemporaryFailure(f"re-injection refused recipients: {sorted(refused)}")
