@@ -10,9 +10,13 @@ SYSTEM_PACKAGES := python3 python3-venv python3-dev gcc libmilter-dev postfix
 
 .PHONY: run test lint typecheck unit bench install clean
 
+# As root, `run` also starts the private loopback Postfix (the lab) wired to the milter.
+LAB := $(shell [ "$$(id -u)" = 0 ] && echo --lab)
+
 run: $(VENV)/.installed
 	@[ -f $(HOME_DIR)/sealgate.toml ] || $(BIN)/sealgate --home $(HOME_DIR) init
-	$(BIN)/sealgate --home $(HOME_DIR) run
+	@[ -n "$(LAB)" ] || echo "note: the private Postfix lab needs root; run 'sudo make run' to include it"
+	$(BIN)/sealgate --home $(HOME_DIR) run $(LAB)
 
 test: $(VENV)/.installed
 	scripts/ensure-postgres.sh

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -67,7 +68,9 @@ def init(ctx: Context, organisation: str | None, domains: tuple[str, ...]) -> No
     from sealgate.vault.vault import count_sealed_parts
 
     home = ctx.home
-    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Others may pass through (to reach the milter socket: the MTA runs as its own user) but
+    # not list it; everything inside is the owner's only.
+    home.mkdir(mode=0o711, parents=True, exist_ok=True)
     config_path = home / config.CONFIG_FILE
     if config_path.exists():
         click.echo(f"kept      {config_path}")
@@ -140,20 +143,70 @@ def milter(ctx: Context) -> None:
     run_milter(ctx.config())
 
 
+LAB_SMTP_PORT = 2525
+
+
 @cli.command()
+@click.option("--lab", is_flag=True,
+              help="Also start a private loopback Postfix wired to the milter, delivering "
+                   "to .eml files under HOME/lab/delivered (needs root).")
 @pass_context
-def run(ctx: Context) -> None:
-    """Run the server and the milter together in the foreground; Ctrl-C stops both."""
+def run(ctx: Context, lab: bool) -> None:
+    """Run the server and the milter together in the foreground; Ctrl-C stops everything."""
     settings = ctx.config()
     ctx.vault().close()
+    environ = dict(os.environ)
+    postfix = sink = None
+    if lab:
+        postfix, sink = _lab(ctx.home, settings)
+        environ["SEALGATE_MILTER__LISTEN"] = f"unix:{postfix.socket_dir / 'sealgate.sock'}"
     base = [sys.executable, "-m", "sealgate", "--home", str(ctx.home)]
-    children = [subprocess.Popen([*base, name]) for name in ("serve", "milter")]
-    click.echo(f"portal    {settings.server.base_url}/  (listening on {settings.server.listen})")
-    click.echo(f"health    http://{settings.server.listen}/healthz")
-    click.echo(f"milter    {settings.milter_socket}")
-    click.echo("Postfix   add to main.cf, then `postfix reload`:")
-    for line in postfix_lines(settings):
-        click.echo(f"            {line}")
+    children = [subprocess.Popen([*base, name], env=environ) for name in ("serve", "milter")]
+    try:
+        if postfix is not None:
+            postfix.start()
+        click.echo(f"portal    {settings.server.base_url}/  (listening on "
+                   f"{settings.server.listen})")
+        click.echo(f"health    http://{settings.server.listen}/healthz")
+        if postfix is not None and sink is not None:
+            click.echo(f"lab       Postfix on 127.0.0.1:{postfix.smtp_port} runs the milter; "
+                       f"what it delivers lands in {sink.maildir}")
+            click.echo(f"try       {Path(sys.executable).parent / 'sealgate'} --home "
+                       f"{ctx.home} lab send")
+        else:
+            click.echo(f"milter    {settings.milter_socket}")
+            click.echo("Postfix   add to main.cf, then `postfix reload`:")
+            for line in postfix_lines(settings):
+                click.echo(f"            {line}")
+        _wait_for_a_stop(children)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+                child.wait(30)
+        if postfix is not None:
+            postfix.stop()
+        if sink is not None:
+            sink.stop()
+
+
+def _lab(home: Path, settings: config.Config) -> tuple[Any, Any]:
+    from sealgate.lab.postfix import PrivatePostfix
+    from sealgate.lab.sink import SmtpSink
+
+    if os.geteuid() != 0:
+        raise SealgateError("the lab's private Postfix needs root: run `sudo make run`, "
+                            "or `sealgate run` without --lab")
+    sink = SmtpSink(maildir=home / "lab" / "delivered")
+    sink.start()
+    reinject_port = int(settings.milter.reinject.rpartition(":")[2])
+    postfix = PrivatePostfix(home / "lab" / "postfix", sink.port, smtp_port=LAB_SMTP_PORT,
+                             reinject_port=reinject_port,
+                             milter=f"unix:{home / 'lab/postfix/queue/sockets/sealgate.sock'}")
+    return postfix, sink
+
+
+def _wait_for_a_stop(children: list[subprocess.Popen[bytes]]) -> None:
     stopping = False
 
     def stop(signum: int, _frame: Any) -> None:
@@ -170,7 +223,42 @@ def run(ctx: Context) -> None:
     codes = [child.wait() for child in children]
     if not stopping:
         raise SealgateError(f"a component stopped unexpectedly (exit codes {codes}); "
-                            "both were stopped")
+                            "everything was stopped")
+
+
+@cli.group("lab")
+def lab_group() -> None:
+    """The private loopback mail system of `sealgate run --lab`."""
+
+
+@lab_group.command("send")
+@click.option("--to", "recipient", default="patient@example.net", show_default=True)
+@click.option("--subject", default="encrypt/ Your lab results", show_default=True)
+@click.option("--port", default=LAB_SMTP_PORT, show_default=True,
+              help="The lab Postfix's SMTP port.")
+@pass_context
+def lab_send(ctx: Context, recipient: str, subject: str, port: int) -> None:
+    """Send a sample message through the lab Postfix (and so through the milter)."""
+    import smtplib
+    from email.message import EmailMessage
+
+    settings = ctx.config()
+    sender = f"doctor@{settings.organisation.domains[0]}"
+    message = EmailMessage()
+    message["From"] = f"Dr. Example <{sender}>"
+    message["To"] = recipient
+    message["Subject"] = subject
+    message.set_content("Dear patient,\n\nyour results are attached; they look normal.\n")
+    message.add_attachment(b"%PDF-1.4 sample results", maintype="application",
+                           subtype="pdf", filename="results.pdf")
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=60) as smtp:
+            smtp.send_message(message)
+    except (OSError, smtplib.SMTPException) as error:
+        raise SealgateError(f"could not send through 127.0.0.1:{port}: {error} "
+                            "(is `make run` running?)") from None
+    click.echo(f"sent '{subject}' to {recipient}; what they receive appears in "
+               f"{ctx.home / 'lab' / 'delivered'} in a moment")
 
 
 def postfix_lines(settings: config.Config) -> list[str]:

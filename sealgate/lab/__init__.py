@@ -1,0 +1,1 @@
+"""A private loopback mail system for tests, `make run` and benchmarks."""
