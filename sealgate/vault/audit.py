@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from sealgate.crypto.secrets import chain_digest
@@ -22,6 +22,13 @@ from sealgate.vault.models import AuditEvent, AuditHead, utcnow
 GENESIS = "0" * 64
 events_table = cast(Table, AuditEvent.__table__)
 head_table = cast(Table, AuditHead.__table__)
+
+# Built once: constructing a statement costs more than running it on SQLite.
+_LOCK_HEAD = update(head_table).where(head_table.c.id == 1).values(seq=head_table.c.seq)
+_READ_HEAD = select(head_table.c.seq, head_table.c.digest).where(head_table.c.id == 1)
+_INSERT_EVENTS = insert(events_table)
+_MOVE_HEAD = update(head_table).where(head_table.c.id == 1).values(
+    seq=bindparam("new_seq"), digest=bindparam("new_digest"))
 
 
 def _payload(seq: int, at: datetime, actor: str, action: str, object_type: str,
@@ -48,10 +55,8 @@ def append(session: Session, key: bytes, events: Sequence[Event]) -> None:
     # Touching the head row first takes its lock, so concurrent appends queue up here
     # instead of forking the chain (SQLite: the write lock; PostgreSQL: the row lock).
     connection = session.connection()
-    connection.execute(update(head_table).where(head_table.c.id == 1)
-                       .values(seq=head_table.c.seq))
-    seq, previous = connection.execute(
-        select(head_table.c.seq, head_table.c.digest).where(head_table.c.id == 1)).one()
+    connection.execute(_LOCK_HEAD)
+    seq, previous = connection.execute(_READ_HEAD).one()
     at = utcnow()
     rows = []
     for event in events:
@@ -63,9 +68,8 @@ def append(session: Session, key: bytes, events: Sequence[Event]) -> None:
                      "object_type": event.object_type, "object_id": event.object_id,
                      "details": event.details, "previous": previous, "digest": digest})
         previous = digest
-    connection.execute(insert(events_table), rows)
-    connection.execute(update(head_table).where(head_table.c.id == 1)
-                       .values(seq=seq, digest=previous))
+    connection.execute(_INSERT_EVENTS, rows)
+    connection.execute(_MOVE_HEAD, {"new_seq": seq, "new_digest": previous})
 
 
 @dataclass

@@ -62,6 +62,9 @@ class NewMessage:
 messages_table = cast(Table, SecureMessage.__table__)
 recipients_table = cast(Table, Recipient.__table__)
 parts_table = cast(Table, Part.__table__)
+_INSERT_MESSAGES = insert(messages_table)
+_INSERT_RECIPIENTS = insert(recipients_table)
+_INSERT_PARTS = insert(parts_table)
 
 
 def key_versions_in_use(database: Database) -> dict[int, int]:
@@ -150,7 +153,7 @@ class Vault:
         try:
             with self.database.writing() as session:
                 connection = session.connection()
-                connection.execute(insert(messages_table), [{
+                connection.execute(_INSERT_MESSAGES, [{
                     "id": m.id, "sender": m.sender, "sender_name": m.sender_name,
                     "subject": m.subject, "header_message_id": m.header_message_id,
                     "expires_at": m.expires_at} for m in messages])
@@ -158,9 +161,9 @@ class Vault:
                                "delivery_method": r.method}
                               for m in messages for r in m.recipients]
                 if recipients:
-                    connection.execute(insert(recipients_table), recipients)
+                    connection.execute(_INSERT_RECIPIENTS, recipients)
                 if part_rows:
-                    connection.execute(insert(parts_table), part_rows)
+                    connection.execute(_INSERT_PARTS, part_rows)
                 audit.append(session, keyring.audit_key, [audit.Event(
                     actor, "message.deposited", "message", str(m.id),
                     {"sender": m.sender, "recipients": len(m.recipients),

@@ -22,7 +22,7 @@ CONTEXT = b"message-1/part-1"
 def test_round_trip_of_any_size(size: int) -> None:
     key, data = new_data_key(), os.urandom(size)
     sealed = seal(key, data, CONTEXT)
-    assert data not in sealed or size == 0
+    assert size < 16 or data not in sealed  # a short plaintext may occur in any bytes by chance
     assert open_sealed(key, sealed, CONTEXT) == data
 
 
