@@ -62,6 +62,12 @@ class SealgateMilter(Milter.Base):  # type: ignore[misc]
         self.headers: list[tuple[str, str]] = []
         self.spool: Any = None
 
+    def data(self) -> int:
+        # Not needed for the decision, but answering it matters: without a reply here the
+        # MTA writes the DATA macros and the first header back to back, and Nagle holds the
+        # second write for the milter's delayed ACK: about 40 ms a message over inet:.
+        return CONTINUE
+
     def envfrom(self, mail_from: str, *_params: str) -> int:
         self._close_body()
         self._reset()
