@@ -18,11 +18,15 @@ run: $(VENV)/.installed
 	@[ -n "$(LAB)" ] || echo "note: the private Postfix lab needs root; run 'sudo make run' to include it"
 	$(BIN)/sealgate --home $(HOME_DIR) run $(LAB)
 
+# The integration tests run private Postfix instances, and Postfix's master needs root:
+# a normal user's `make test` runs pytest through sudo.
+AS_ROOT := $(shell [ "$$(id -u)" = 0 ] || echo sudo --preserve-env)
+
 test: $(VENV)/.installed
 	scripts/ensure-postgres.sh
 	$(BIN)/ruff check sealgate tests bench deploy
 	$(BIN)/mypy sealgate
-	$(BIN)/pytest
+	$(AS_ROOT) $(BIN)/pytest -p no:cacheprovider
 
 install: $(VENV)/.installed
 

@@ -57,6 +57,9 @@ class Keyring:
             info = path.stat()
         except FileNotFoundError:
             raise KeyringError(f"keyring {path} does not exist (run `sealgate init`)") from None
+        except PermissionError:
+            raise KeyringError(f"keyring {path}: permission denied (run Sealgate as the "
+                               "user that owns its home)") from None
         if info.st_mode & 0o077:
             mode = stat.S_IMODE(info.st_mode)
             raise KeyringError(

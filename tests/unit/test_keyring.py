@@ -2,7 +2,10 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
+import shutil
 import stat
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -94,9 +97,48 @@ def test_malformed_keyring(tmp_path: Path, content: str, message: str) -> None:
         Keyring.load(path)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def _as_nobody(paths: list[Path]) -> list[str]:
+    """Load each keyring in a forked child that has become `nobody` (root reads anything)."""
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        os.close(reader)
+        nobody = pwd.getpwnam("nobody")
+        os.setgid(nobody.pw_gid)
+        os.setuid(nobody.pw_uid)
+        lines = []
+        for path in paths:
+            try:
+                Keyring.load(path)
+                lines.append("loaded")
+            except KeyringError as error:
+                lines.append(str(error))
+        os.write(writer, "\n".join(lines).encode())
+        os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader) as pipe:
+        output = pipe.read()
+    os.waitpid(child, 0)
+    return output.splitlines()
+
+
 def test_unreadable_keyring(tmp_path: Path) -> None:
-    path = Keyring.create(tmp_path / "keyring.json").path
-    os.chmod(path, 0o000)
-    with pytest.raises(KeyringError, match="permission denied"):
-        Keyring.load(path)
+    if os.geteuid() == 0:  # pytest's tmp_path is under a 0700 folder nobody cannot pass
+        tmp_path = Path(tempfile.mkdtemp(prefix="sealgate-keyring-"))
+        os.chmod(tmp_path, 0o755)
+    folder = tmp_path / "home"
+    folder.mkdir()
+    path = Keyring.create(folder / "keyring.json").path
+    if os.geteuid() != 0:
+        os.chmod(path, 0o000)
+        with pytest.raises(KeyringError, match="permission denied"):
+            Keyring.load(path)
+        return
+    os.chmod(folder, 0o755)
+    os.chmod(path, 0o600)  # readable by root only: nobody cannot read it
+    hidden = tmp_path / "hidden"
+    hidden.mkdir(mode=0o700)  # nobody cannot even look inside
+    unreadable, unreachable = _as_nobody([path, hidden / "keyring.json"])
+    assert unreadable == f"keyring {path}: permission denied"
+    assert unreachable.startswith(f"keyring {hidden / 'keyring.json'}: permission denied")
+    shutil.rmtree(tmp_path)
