@@ -7,6 +7,7 @@ import base64
 import http.client
 import json
 import smtplib
+import threading
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
@@ -23,6 +24,9 @@ class TemporaryFailure(Exception):
 
 
 class DepositClient:
+    """One kept-alive connection per milter thread (libmilter runs a thread per SMTP
+    connection), so a busy sender does not pay a TCP handshake per message."""
+
     def __init__(self, base_url: str, secret: str, timeout: float) -> None:
         parts = urlsplit(base_url)
         self._https = parts.scheme == "https"
@@ -31,28 +35,49 @@ class DepositClient:
         self._path = parts.path.rstrip("/") + "/api/v1/internal/deposits"
         self._secret = secret
         self._timeout = timeout
+        self._local = threading.local()
+
+    def _connection(self) -> http.client.HTTPConnection:
+        connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+            connection = self._local.connection = kind(self._host, self._port,
+                                                       timeout=self._timeout)
+        return connection
+
+    def _post(self, body: bytes) -> tuple[int, bytes]:
+        headers = {"Content-Type": "application/json",
+                   "Authorization": f"Bearer {self._secret}"}
+        for attempt in (1, 2):
+            connection = self._connection()
+            try:
+                connection.request("POST", self._path, body, headers)
+                response = connection.getresponse()
+                return response.status, response.read()
+            except (http.client.RemoteDisconnected, BrokenPipeError,
+                    ConnectionResetError) as error:
+                # The server closed an idle kept-alive connection: retry once on a new one.
+                # (A deposit the server did complete would at worst be stored twice.)
+                connection.close()
+                self._local.connection = None
+                if attempt == 2:
+                    raise TemporaryFailure(f"server unreachable: {error}") from error
+            except OSError as error:
+                connection.close()
+                self._local.connection = None
+                raise TemporaryFailure(f"server unreachable: {error}") from error
+        raise AssertionError("unreachable")
 
     def deposit(self, raw: bytes, mail_from: str, recipients: Sequence[str],
                 subject: str) -> Deposited:
         body = json.dumps({"mail_from": mail_from, "recipients": list(recipients),
                            "subject": subject,
                            "message": base64.b64encode(raw).decode("ascii")}).encode()
-        kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-        connection = kind(self._host, self._port, timeout=self._timeout)
-        try:
-            connection.request("POST", self._path, body, {
-                "Content-Type": "application/json",
-                "Authorization": f"Bearer {self._secret}"})
-            response = connection.getresponse()
-            payload = response.read()
-        except OSError as error:
-            raise TemporaryFailure(f"server unreachable: {error}") from error
-        finally:
-            connection.close()
-        if response.status == 422:
+        status, payload = self._post(body)
+        if status == 422:
             raise PermanentFailure(json.loads(payload).get("message", "unreadable message"))
-        if response.status != 201:
-            raise TemporaryFailure(f"server answered {response.status}: {payload[:200]!r}")
+        if status != 201:
+            raise TemporaryFailure(f"server answered {status}: {payload[:200]!r}")
         answer = json.loads(payload)
         return Deposited(answer["message_id"], Notification(
             content_type=answer["content_type"], body=base64.b64decode(answer["body"])))
