@@ -70,7 +70,8 @@ def init(ctx: Context, organisation: str | None, domains: tuple[str, ...]) -> No
     home = ctx.home
     # Others may pass through (to reach the milter socket: the MTA runs as its own user) but
     # not list it; everything inside is the owner's only.
-    home.mkdir(mode=0o711, parents=True, exist_ok=True)
+    home.mkdir(parents=True, exist_ok=True)
+    os.chmod(home, 0o711)  # noqa: S103 - traverse only; mkdir's mode is cut by the umask
     config_path = home / config.CONFIG_FILE
     if config_path.exists():
         click.echo(f"kept      {config_path}")

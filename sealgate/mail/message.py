@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.header import decode_header, make_header
 from email.utils import getaddresses, parseaddr
 
@@ -31,6 +31,15 @@ class InboundMessage:
     def sender_name(self) -> str:
         name, address = parseaddr(decode_words(self.header("From") or ""))
         return name or address or self.mail_from
+
+    def with_message_id(self, new_id: str) -> tuple[InboundMessage, list[tuple[str, str]]]:
+        """The message with a Message-ID, and the header that had to be added for it (Sendmail
+        adds its own only after the milter has run, so every copy would get a different one
+        and the processed mark could not be bound to it)."""
+        if self.has_header("Message-ID"):
+            return self, []
+        added = [("Message-ID", new_id)]
+        return replace(self, headers=(*self.headers, *added)), added
 
     def raw(self) -> bytes:
         """The whole message as RFC 5322 bytes, to be sealed as the original."""

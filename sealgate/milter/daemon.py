@@ -11,6 +11,7 @@ import sys
 import tempfile
 import threading
 import time
+from email.utils import make_msgid
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,8 @@ class SealgateMilter(Milter.Base):  # type: ignore[misc]
             return ACCEPT
         if verdict.action is Action.REJECT:
             raise PermanentFailure(verdict.reason)
+        message, added_headers = message.with_message_id(
+            make_msgid(domain=gateway.config.organisation.domains[0]))
         deposited = None
         if verdict.external:
             deposited = gateway.client.deposit(message.raw(), message.mail_from,
@@ -144,6 +147,8 @@ class SealgateMilter(Milter.Base):  # type: ignore[misc]
             # message is retried (at worst a second notification, never a lost one).
             reinject(gateway.config.milter.reinject, changes.reinject,
                      gateway.config.milter.timeout)
+        for name, value in added_headers:
+            self.addheader(name, value)
         self._apply(changes)
         log.info("protected message from %s: %s; external %d, internal %d, deposit %s",
                  message.mail_from, ", ".join(verdict.reasons), len(verdict.external),
