@@ -10,18 +10,23 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from email import message_from_bytes, policy
+from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 
 from sealgate.lab.postfix import PrivatePostfix, free_ports
-from sealgate.lab.sink import Delivered, SmtpSink
+from sealgate.lab.sink import SmtpSink
 from tests.conftest import run_cli
-
-SECRET_TEXT = "Diagnosis: the results of the biopsy are in."
-SECRET_BYTES = b"%PDF-1.7 confidential report"
+from tests.integration.messages import (
+    SECRET_BYTES,
+    SECRET_TEXT,
+    assert_no_secret,
+    compose,
+    notification_link,
+    parsed,
+)
 
 
 class Gateway:
@@ -50,10 +55,11 @@ class Gateway:
         self.start_milter()
         self.start_server()
 
-    def _spawn(self, command: str) -> subprocess.Popen[bytes]:
+    def _spawn(self, command: str, **overrides: str) -> subprocess.Popen[bytes]:
         log = (self.home.parent / f"{command}.log").open("ab")
         return subprocess.Popen([sys.executable, "-m", "sealgate", "--home", str(self.home),
-                                 command], env=self.env, stdout=log, stderr=log)
+                                 command], env={**self.env, **overrides}, stdout=log,
+                                stderr=log)
 
     def start_server(self) -> None:
         self.server = self._spawn("serve")
@@ -72,8 +78,8 @@ class Gateway:
             self.server.wait(30)
             self.server = None
 
-    def start_milter(self) -> None:
-        self.milter = self._spawn("milter")
+    def start_milter(self, **overrides: str) -> None:
+        self.milter = self._spawn("milter", **overrides)
         socket = self.postfix.socket_dir / "sealgate.sock"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -87,6 +93,8 @@ class Gateway:
             self.milter.terminate()
             self.milter.wait(30)
             self.milter = None
+            # libmilter leaves its socket behind; a stale one must not look like a live one.
+            (self.postfix.socket_dir / "sealgate.sock").unlink(missing_ok=True)
 
     def close(self) -> None:
         self.stop_milter()
@@ -115,34 +123,12 @@ def lab(gateway: Gateway) -> Gateway:
     return gateway
 
 
-def compose(subject: str, to: str = "patient@gmail.test", body: str = SECRET_TEXT,
-            **headers: str) -> EmailMessage:
-    message = EmailMessage()
-    message["From"] = "Dr Who <who@example.org>"
-    message["To"] = to
-    message["Subject"] = subject
-    message["Message-ID"] = f"<{time.monotonic_ns()}@example.org>"
-    for name, value in headers.items():
-        message[name.replace("_", "-")] = value
-    message.set_content(body)
-    return message
 
 
-def parsed(delivered: Delivered) -> EmailMessage:
-    message = message_from_bytes(delivered.data, policy=policy.default)
-    assert isinstance(message, EmailMessage)
-    return message
 
 
-def assert_no_secret(delivered: Delivered) -> None:
-    assert SECRET_TEXT.encode() not in delivered.data
-    assert b"biopsy" not in delivered.data
-    assert SECRET_BYTES not in delivered.data
 
 
-def notification_link(message: EmailMessage) -> str:
-    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    return next(line for line in text.splitlines() if line.startswith("http"))
 
 
 def test_keyword_gives_a_notification_whose_link_opens_the_message_page(lab: Gateway) -> None:
@@ -268,6 +254,22 @@ def test_milter_down_defers_instead_of_passing(lab: Gateway) -> None:
     assert lab.sink.messages == []
     lab.send(compose("encrypt/ Secret"), ["patient@gmail.test"])
     assert_no_secret(lab.sink.wait_for(1)[0])
+
+
+def test_a_failed_reinjection_defers_the_whole_message(lab: Gateway) -> None:
+    lab.stop_milter()
+    (dead_port,) = free_ports(1)
+    lab.start_milter(SEALGATE_MILTER__REINJECT=f"127.0.0.1:{dead_port}")
+    try:
+        with pytest.raises(smtplib.SMTPDataError) as deferred:
+            lab.send(compose("encrypt/ Split", to="nurse@example.org, patient@gmail.test"),
+                     ["nurse@example.org", "patient@gmail.test"])
+        assert deferred.value.smtp_code == 451
+    finally:
+        lab.stop_milter()
+        lab.start_milter()
+    time.sleep(1)
+    assert lab.sink.messages == []  # not even the internal half went out
 
 
 def test_a_message_sealgate_already_processed_is_not_processed_again(lab: Gateway) -> None:

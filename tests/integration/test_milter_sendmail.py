@@ -20,7 +20,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from email import message_from_bytes, policy
+from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -31,11 +31,17 @@ from sealgate.crypto.marks import MARK_HEADER, mark_is_valid
 from sealgate.lab.sendmail import PrivateSendmail, SendmailLabError, free_port, prepare_prefix
 from sealgate.lab.sink import Delivered, SmtpSink
 from tests.conftest import run_cli
+from tests.integration.messages import (
+    SECRET_BYTES,
+    SECRET_TEXT,
+    assert_no_secret,
+    compose,
+    notification_link,
+    parsed,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
-SECRET_TEXT = "Diagnosis: the results of the biopsy are in."
-SECRET_BYTES = b"%PDF-1.7 confidential report"
 SENDER = "who@example.org"
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
@@ -271,23 +277,8 @@ def lab(gateway: Gateway) -> Gateway:
     return gateway
 
 
-def compose(subject: str, to: str = "patient@gmail.test", body: str = SECRET_TEXT,
-            **headers: str) -> EmailMessage:
-    message = EmailMessage()
-    message["From"] = "Dr Who <who@example.org>"
-    message["To"] = to
-    message["Subject"] = subject
-    message["Message-ID"] = f"<{time.monotonic_ns()}@example.org>"
-    for name, value in headers.items():
-        message[name.replace("_", "-")] = value
-    message.set_content(body)
-    return message
 
 
-def parsed(delivered: Delivered) -> EmailMessage:
-    message = message_from_bytes(delivered.data, policy=policy.default)
-    assert isinstance(message, EmailMessage)
-    return message
 
 
 def split(data: bytes) -> tuple[bytes, bytes]:
@@ -310,10 +301,6 @@ def without_received(head: bytes) -> bytes:
     return b"\r\n".join(kept)
 
 
-def assert_no_secret(delivered: Delivered) -> None:
-    assert SECRET_TEXT.encode() not in delivered.data
-    assert b"biopsy" not in delivered.data
-    assert SECRET_BYTES not in delivered.data
 
 
 def assert_valid_mark(lab: Gateway, delivered: Delivered) -> None:
@@ -325,11 +312,6 @@ def assert_valid_mark(lab: Gateway, delivered: Delivered) -> None:
                          split(delivered.data)[1])
 
 
-def notification_link(message: EmailMessage) -> str:
-    body = message.get_body(("plain",))
-    assert body is not None
-    text: str = body.get_content()
-    return next(line for line in text.splitlines() if line.startswith("http"))
 
 
 def test_the_lab_runs_the_documented_filter_line(lab: Gateway) -> None:
