@@ -264,10 +264,15 @@ class PrivatePostfix:
         return lines
 
     def _write_config(self) -> None:
-        self.config_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+        # Modes set explicitly: the caller's umask (Sealgate's CLI uses 077) must not lock
+        # Postfix's unprivileged daemons out of their own directories.
+        self.config_dir.mkdir(parents=True, exist_ok=True)
+        self.config_dir.chmod(0o755)
         # post-install insists that root owns the queue directory (it is, we are root).
-        self.queue_dir.mkdir(mode=0o755, exist_ok=True)
-        self.socket_dir.mkdir(mode=0o755, exist_ok=True)
+        self.queue_dir.mkdir(exist_ok=True)
+        self.queue_dir.chmod(0o755)
+        self.socket_dir.mkdir(exist_ok=True)
+        self.socket_dir.chmod(0o755)
         (self.config_dir / "main.cf").write_text("\n".join(self.main_cf_lines()) + "\n")
         (self.config_dir / "master.cf").write_text("\n".join(self.master_cf_lines()) + "\n")
 
@@ -292,6 +297,7 @@ class PrivatePostfix:
              ) -> subprocess.CompletedProcess[str]:
         try:
             return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout,
+                                  umask=0o022,  # post-install creates the queue's folders
                                   env=self._environment(), check=False, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired as error:
             raise LabError(f"{' '.join(args)} did not finish within {timeout:g} s"
