@@ -45,6 +45,7 @@ typecheck: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/vault.py
+	$(AS_ROOT) $(BIN)/python bench/milter.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

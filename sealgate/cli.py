@@ -151,29 +151,38 @@ LAB_SMTP_PORT = 2525
 @click.option("--lab", is_flag=True,
               help="Also start a private loopback Postfix wired to the milter, delivering "
                    "to .eml files under HOME/lab/delivered (needs root).")
+@click.option("--lab-port", default=LAB_SMTP_PORT, show_default=True,
+              help="SMTP port of the lab Postfix.")
 @pass_context
-def run(ctx: Context, lab: bool) -> None:
+def run(ctx: Context, lab: bool, lab_port: int) -> None:
     """Run the server and the milter together in the foreground; Ctrl-C stops everything."""
     settings = ctx.config()
     ctx.vault().close()
     environ = dict(os.environ)
     postfix = sink = None
     if lab:
-        postfix, sink = _lab(ctx.home, settings)
+        postfix, sink = _lab(ctx.home, settings, lab_port)
+        postfix.write_config()  # the milter's socket folder must exist before it starts
         environ["SEALGATE_MILTER__LISTEN"] = f"unix:{postfix.socket_dir / 'sealgate.sock'}"
     base = [sys.executable, "-m", "sealgate", "--home", str(ctx.home)]
     children = [subprocess.Popen([*base, name], env=environ) for name in ("serve", "milter")]
     try:
         if postfix is not None:
+            from sealgate.lab.noop_milter import wait_until_listening
+
             postfix.start()
+            # Announced once the milter answers: before that Postfix defers (4xx).
+            wait_until_listening(environ["SEALGATE_MILTER__LISTEN"], timeout=60,
+                                 process=children[1])
         click.echo(f"portal    {settings.server.base_url}/  (listening on "
                    f"{settings.server.listen})")
         click.echo(f"health    http://{settings.server.listen}/healthz")
         if postfix is not None and sink is not None:
             click.echo(f"lab       Postfix on 127.0.0.1:{postfix.smtp_port} runs the milter; "
                        f"what it delivers lands in {sink.maildir}")
+            port_option = "" if lab_port == LAB_SMTP_PORT else f" --port {lab_port}"
             click.echo(f"try       {Path(sys.executable).parent / 'sealgate'} --home "
-                       f"{ctx.home} lab send")
+                       f"{ctx.home} lab send{port_option}")
         else:
             click.echo(f"milter    {settings.milter_socket}")
             click.echo("Postfix   add to main.cf, then `postfix reload`:")
@@ -191,7 +200,7 @@ def run(ctx: Context, lab: bool) -> None:
             sink.stop()
 
 
-def _lab(home: Path, settings: config.Config) -> tuple[Any, Any]:
+def _lab(home: Path, settings: config.Config, port: int) -> tuple[Any, Any]:
     from sealgate.lab.postfix import PrivatePostfix
     from sealgate.lab.sink import SmtpSink
 
@@ -201,7 +210,7 @@ def _lab(home: Path, settings: config.Config) -> tuple[Any, Any]:
     sink = SmtpSink(maildir=home / "lab" / "delivered")
     sink.start()
     reinject_port = int(settings.milter.reinject.rpartition(":")[2])
-    postfix = PrivatePostfix(home / "lab" / "postfix", sink.port, smtp_port=LAB_SMTP_PORT,
+    postfix = PrivatePostfix(home / "lab" / "postfix", sink.port, smtp_port=port,
                              reinject_port=reinject_port,
                              milter=f"unix:{home / 'lab/postfix/queue/sockets/sealgate.sock'}")
     return postfix, sink

@@ -263,7 +263,9 @@ class PrivatePostfix:
         lines += [row.format(*service) for service in _BASE_SERVICES]
         return lines
 
-    def _write_config(self) -> None:
+    def write_config(self) -> None:
+        """Write main.cf and master.cf and make the folders, the milter socket's included
+        (so a milter can start listening before Postfix does)."""
         # Modes set explicitly: the caller's umask (Sealgate's CLI uses 077) must not lock
         # Postfix's unprivileged daemons out of their own directories.
         self.config_dir.mkdir(parents=True, exist_ok=True)
@@ -337,7 +339,7 @@ class PrivatePostfix:
         _command("postfix")
 
     def _start_once(self) -> None:
-        self._write_config()
+        self.write_config()
         self._check_milter_reachable()
         try:
             result = self._run(_command("postfix"), "-c", str(self.config_dir), "start",
@@ -416,7 +418,7 @@ class PrivatePostfix:
         """Point the running instance at another milter (or none): main.cf is rewritten and
         Postfix reloaded; smtpd processes started from now on use it."""
         self.milter = milter
-        self._write_config()
+        self.write_config()
         self._check_milter_reachable()
         result = self._run(_command("postfix"), "-c", str(self.config_dir), "reload")
         if result.returncode != 0:

@@ -19,6 +19,7 @@ import Milter
 import milter
 
 from sealgate.config import Config
+from sealgate.errors import ConfigError
 from sealgate.mail.message import InboundMessage
 from sealgate.mail.rewrite import Changes, plan
 from sealgate.mail.verdict import Action, MailPolicy, decide, triggers
@@ -26,6 +27,7 @@ from sealgate.milter.client import DepositClient, PermanentFailure, reinject
 
 log = logging.getLogger("sealgate.milter")
 
+UNIX_PATH_MAX = 107  # sun_path holds 108 bytes with the final NUL
 SPOOL_IN_MEMORY = 1024 * 1024  # bodies above this go to a temporary file
 CONTINUE: int = Milter.CONTINUE
 ACCEPT: int = Milter.ACCEPT
@@ -236,6 +238,9 @@ def run_milter(config: Config) -> None:
         _open_socket_without_nagle(int(address.partition(":")[2].partition("@")[0]))
     if address.startswith("unix:"):
         path = Path(address.removeprefix("unix:"))
+        if len(os.fsencode(path)) > UNIX_PATH_MAX:
+            raise ConfigError(f"milter socket path {path} is longer than the {UNIX_PATH_MAX} "
+                              "bytes a unix socket may have: use a shorter milter.listen")
         path.unlink(missing_ok=True)
         threading.Thread(target=_restrict_socket, args=(path, config.milter.socket_group),
                          daemon=True).start()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -15,13 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.helpers import free_port
+from tests.integration.helpers import free_port, sealgate
 
 
-def start(home: Path, command: str, port: int) -> subprocess.Popen[str]:
+def start(home: Path, command: str, port: int, *args: str,
+          **overrides: str) -> subprocess.Popen[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("SEALGATE_")}
     environ["SEALGATE_SERVER__LISTEN"] = f"127.0.0.1:{port}"
-    return subprocess.Popen([sys.executable, "-m", "sealgate", "--home", str(home), command],
+    environ.update(overrides)
+    return subprocess.Popen([sys.executable, "-m", "sealgate", "--home", str(home), command,
+                             *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=environ, start_new_session=True)
 
@@ -124,3 +129,46 @@ def test_run_starts_server_and_milter_and_ctrl_c_stops_both(home: Path) -> None:
     assert "Traceback" not in output
     with pytest.raises(OSError):
         get(f"http://127.0.0.1:{port}/healthz")
+
+
+def test_run_with_the_lab_delivers_a_notification_whose_link_opens() -> None:
+    """The newcomer's path of the README: run --lab, lab send, look at the .eml, open it."""
+    scratch = Path(tempfile.mkdtemp(prefix="sg-"))  # short: a unix socket path has 107 bytes
+    home = scratch / "home"
+    assert sealgate(home, "init").returncode == 0
+    port, lab_port, reinject = free_port(), free_port(), free_port()
+    environ = {"SEALGATE_MILTER__REINJECT": f"127.0.0.1:{reinject}",
+               "SEALGATE_SERVER__BASE_URL": f"http://127.0.0.1:{port}"}
+    process = start(home, "run", port, "--lab", "--lab-port", str(lab_port), **environ)
+    try:
+        wait_until_up(process, f"http://127.0.0.1:{port}/healthz")
+        deadline = time.monotonic() + 60
+        while True:  # Postfix and the milter come up after the server: 4xx until then
+            sent = sealgate(home, "lab", "send", "--port", str(lab_port))
+            if sent.returncode == 0:
+                break
+            assert process.poll() is None, stop(process)
+            assert time.monotonic() < deadline, sent.stderr
+            time.sleep(0.5)
+        delivered = home / "lab" / "delivered"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not list(delivered.glob("*.eml")):
+            time.sleep(0.2)
+        (eml,) = delivered.glob("*.eml")
+        data = eml.read_bytes()
+        assert b"PDF-1.4" not in data and b"results look normal" not in data
+        link = next(line for line in data.decode().splitlines() if line.startswith("http"))
+        status, _, page = get(link.strip())
+        assert status == 200 and b"has sent you a secure message" in page
+    finally:
+        output = stop(process, signal.SIGINT)
+    assert process.returncode == 0, output
+    assert f"lab       Postfix on 127.0.0.1:{lab_port}" in output
+    shutil.rmtree(scratch)
+
+
+def test_a_milter_socket_path_too_long_is_a_clear_error(home: Path) -> None:
+    long_path = home / ("x" * 120) / "milter.sock"
+    result = sealgate(home, "milter", env={"SEALGATE_MILTER__LISTEN": f"unix:{long_path}"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "is longer than the 107 bytes a unix socket may have" in result.stderr
