@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HOME_DIR ?= var
 # Debian packages: the virtual environment and the C extensions it compiles (pymilter needs
 # libmilter), and Postfix, which the tests and `make run` use as a private loopback instance.
-SYSTEM_PACKAGES := python3 python3-venv python3-dev gcc libmilter-dev postfix
+SYSTEM_PACKAGES := python3 python3-venv python3-dev gcc libmilter-dev postfix m4
 
 .PHONY: run test lint typecheck unit bench install clean
 
@@ -24,6 +24,7 @@ AS_ROOT := $(shell [ "$$(id -u)" = 0 ] || echo sudo --preserve-env)
 
 test: $(VENV)/.installed
 	scripts/ensure-postgres.sh
+	scripts/sendmail-prefix.sh  # Debian's sendmail, unpacked privately for the Sendmail tests
 	$(BIN)/ruff check sealgate tests bench deploy
 	$(BIN)/mypy sealgate
 	$(AS_ROOT) $(BIN)/pytest -p no:cacheprovider

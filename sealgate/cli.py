@@ -252,6 +252,8 @@ def lab_send(ctx: Context, recipient: str, subject: str, port: int) -> None:
     import smtplib
     from email.message import EmailMessage
 
+    from sealgate import smtp
+
     settings = ctx.config()
     sender = f"doctor@{settings.organisation.domains[0]}"
     message = EmailMessage()
@@ -262,8 +264,7 @@ def lab_send(ctx: Context, recipient: str, subject: str, port: int) -> None:
     message.add_attachment(b"%PDF-1.4 sample results", maintype="application",
                            subtype="pdf", filename="results.pdf")
     try:
-        with smtplib.SMTP("127.0.0.1", port, timeout=60) as smtp:
-            smtp.send_message(message)
+        smtp.send("127.0.0.1", port, sender, [recipient], message.as_bytes(), timeout=60)
     except (OSError, smtplib.SMTPException) as error:
         raise SealgateError(f"could not send through 127.0.0.1:{port}: {error} "
                             "(is `make run` running?)") from None

@@ -33,7 +33,6 @@ import pwd
 import re
 import shutil
 import signal
-import smtplib
 import socket
 import stat
 import subprocess
@@ -43,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from sealgate import smtp
 from sealgate.errors import SealgateError
 
 MAIL_OWNER = "postfix"
@@ -486,19 +486,8 @@ class PrivatePostfix:
         refused while others were accepted (empty when all were). BODY=8BITMIME and SMTPUTF8
         are asked for when the data or the addresses need them."""
         recipients = [rcpt_tos] if isinstance(rcpt_tos, str) else list(rcpt_tos)
-        options: list[str] = []
-        if not data.isascii():
-            options.append("BODY=8BITMIME")
-        if not all(address.isascii() for address in (mail_from, *recipients)):
-            options.append("SMTPUTF8")
-        client = smtplib.SMTP("127.0.0.1", port or self.smtp_port,
-                              local_hostname=CLIENT_HOSTNAME, timeout=timeout)
-        try:
-            return client.sendmail(mail_from, recipients, data, mail_options=options)
-        finally:
-            with contextlib.suppress(smtplib.SMTPException, OSError):
-                client.quit()
-            client.close()
+        return smtp.send("127.0.0.1", port or self.smtp_port, mail_from, recipients, data,
+                         timeout, local_hostname=CLIENT_HOSTNAME)
 
 
 @dataclass(frozen=True)

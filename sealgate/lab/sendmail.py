@@ -38,7 +38,6 @@ import os
 import re
 import shutil
 import signal
-import smtplib
 import socket
 import subprocess
 import time
@@ -46,6 +45,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
+from sealgate import smtp
 from sealgate.errors import SealgateError
 
 LAB_HOSTNAME = "lab.sealgate.test"
@@ -486,15 +486,8 @@ class PrivateSendmail:
         (SMTPSenderRefused, SMTPDataError, ... carry `smtp_code`), so a test can assert on a
         4xx. Returns the recipients refused while others were accepted (empty if none)."""
         recipients = [rcpt_tos] if isinstance(rcpt_tos, str) else list(rcpt_tos)
-        options = [] if data.isascii() else ["BODY=8BITMIME"]
-        client = smtplib.SMTP("127.0.0.1", self.smtp_port, local_hostname=CLIENT_HOSTNAME,
-                              timeout=timeout)
-        try:
-            return client.sendmail(mail_from, recipients, data, mail_options=options)
-        finally:
-            with contextlib.suppress(smtplib.SMTPException, OSError):
-                client.quit()
-            client.close()
+        return smtp.send("127.0.0.1", self.smtp_port, mail_from, recipients, data, timeout,
+                         local_hostname=CLIENT_HOSTNAME)
 
 
 def _children(pid: int) -> list[int]:

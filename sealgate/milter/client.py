@@ -6,11 +6,11 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-import smtplib
 import threading
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
+from sealgate import smtp
 from sealgate.mail.notification import Notification
 from sealgate.mail.rewrite import Deposited, Reinjection
 
@@ -86,11 +86,6 @@ class DepositClient:
 def reinject(address: str, copy: Reinjection, timeout: float) -> None:
     """Hand a copy to the MTA's milter-free listener; any refusal raises."""
     host, _, port = address.rpartition(":")
-    options = [] if copy.data.isascii() else ["BODY=8BITMIME"]
-    if not all(a.isascii() for a in (copy.mail_from, *copy.recipients)):
-        options.append("SMTPUTF8")
-    with smtplib.SMTP(host, int(port), timeout=timeout) as smtp:
-        refused = smtp.sendmail(copy.mail_from, list(copy.recipients), copy.data,
-                                mail_options=options)
+    refused = smtp.send(host, int(port), copy.mail_from, copy.recipients, copy.data, timeout)
     if refused:
         raise TemporaryFailure(f"re-injection refused recipients: {sorted(refused)}")
