@@ -44,6 +44,7 @@ from types import TracebackType
 
 from sealgate import smtp
 from sealgate.errors import SealgateError
+from sealgate.lab import tail_of, text_of
 
 MAIL_OWNER = "postfix"
 SETGID_GROUP = "postdrop"
@@ -464,16 +465,10 @@ class PrivatePostfix:
 
     def log_text(self) -> str:
         """Everything Postfix logged (maillog_file, written by postlogd)."""
-        try:
-            return self.maillog.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return text_of(self.maillog)
 
     def _log_tail(self) -> str:
-        lines = self.log_text().splitlines()[-LOG_TAIL_LINES:]
-        if not lines:
-            return f"\n(nothing in {self.maillog})"
-        return f"\nlast lines of {self.maillog}:\n" + "\n".join(lines)
+        return tail_of(self.maillog, LOG_TAIL_LINES)
 
     # -- sending ------------------------------------------------------------------------
 

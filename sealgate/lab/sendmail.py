@@ -47,6 +47,7 @@ from types import TracebackType
 
 from sealgate import smtp
 from sealgate.errors import SealgateError
+from sealgate.lab import tail_of, text_of
 
 LAB_HOSTNAME = "lab.sealgate.test"
 CLIENT_HOSTNAME = "client.sealgate.test"  # smtplib would otherwise ask DNS for our own name
@@ -462,16 +463,10 @@ class PrivateSendmail:
 
     def output_text(self) -> str:
         """What the daemon wrote to stdout/stderr (warnings, such as a missing milter)."""
-        try:
-            return self.output_file.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return text_of(self.output_file)
 
     def _output_tail(self) -> str:
-        lines = self.output_text().splitlines()[-OUTPUT_TAIL_LINES:]
-        if not lines:
-            return f"\n(nothing in {self.output_file})"
-        return f"\nlast lines of {self.output_file}:\n" + "\n".join(lines)
+        return tail_of(self.output_file, OUTPUT_TAIL_LINES)
 
     def _queue_tail(self) -> str:
         report = self.queue_report()
