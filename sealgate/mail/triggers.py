@@ -27,8 +27,13 @@ def strip_keywords(subject: str, keywords: Sequence[str]) -> str:
     return re.sub(r"[ \t]{2,}", " ", stripped).strip()
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]+")
+
+
 def encode_subject(subject: str) -> str:
-    """A header value: plain when ASCII, else RFC 2047 (UTF-8)."""
+    """A header value: plain when ASCII, else RFC 2047 (UTF-8). Control characters (an
+    encoded word may carry a CR LF) become spaces, so no header can be smuggled in."""
+    subject = _CONTROL.sub(" ", subject)
     if subject.isascii():
         return subject
     return Header(subject, "utf-8").encode()

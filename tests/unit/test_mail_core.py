@@ -59,6 +59,14 @@ def test_non_ascii_subjects_are_decoded_and_re_encoded() -> None:
     assert encode_subject("plain") == "plain"
 
 
+def test_an_encoded_line_break_cannot_smuggle_a_header_into_the_new_subject() -> None:
+    encoded = "=?utf-8?q?encrypt/_Hi=0D=0ABcc:_spy@evil.test?="
+    verdict = decide(inbound(subject=encoded), POLICY)
+    assert verdict.subject is not None
+    assert "\r" not in verdict.subject and "\n" not in verdict.subject
+    assert verdict.subject == "Hi Bcc: spy@evil.test"
+
+
 def test_untriggered_mail_passes() -> None:
     assert decide(inbound(), POLICY).action is Action.PASS
 
