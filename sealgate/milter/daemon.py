@@ -246,5 +246,7 @@ def run_milter(config: Config) -> None:
                          daemon=True).start()
     Milter.factory = lambda: SealgateMilter(gateway)
     Milter.set_flags(Milter.ADDHDRS | Milter.CHGHDRS | Milter.MODBODY | Milter.DELRCPT)
+    # An exception escaping any callback (eom catches its own) defers the message.
+    milter.set_exception_policy(milter.TEMPFAIL)
     log.info("listening on %s, depositing with %s", address, config.deposit_url)
     Milter.runmilter("sealgate", address, timeout=int(config.milter.timeout) + 30)
