@@ -37,7 +37,8 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
 from sealgate.lab import noop_milter
-from sealgate.lab.postfix import PrivatePostfix, free_ports
+from sealgate.lab.host import free_ports
+from sealgate.lab.postfix import PrivatePostfix
 
 CONFIGURATIONS = ("none", "noop", "clean", "triggered")
 SESSIONS = 8

@@ -32,19 +32,22 @@ import os
 import pwd
 import re
 import shutil
-import signal
-import socket
 import stat
 import subprocess
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from sealgate import smtp
 from sealgate.errors import SealgateError
-from sealgate.lab import tail_of, text_of
+from sealgate.lab.host import (
+    ProcessGroup,
+    free_ports,
+    greeting_problem,
+    tail_of,
+    text_of,
+)
 
 MAIL_OWNER = "postfix"
 SETGID_GROUP = "postdrop"
@@ -88,25 +91,6 @@ _BASE_SERVICES = (
 
 class LabError(SealgateError):
     """The private Postfix could not be configured, started, stopped or queried."""
-
-
-def free_ports(count: int, exclude: Sequence[int] = ()) -> list[int]:
-    """Distinct loopback ports that nothing listens on right now (all held open while
-    choosing, so the kernel cannot hand out the same one twice)."""
-    held: list[socket.socket] = []
-    ports: list[int] = []
-    try:
-        while len(ports) < count:
-            probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            held.append(probe)
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-            if port not in exclude:
-                ports.append(port)
-    finally:
-        for probe in held:
-            probe.close()
-    return ports
 
 
 def _command(name: str) -> str:
@@ -172,7 +156,7 @@ class PrivatePostfix:
         self.queue_dir = self.root / "queue"
         self.socket_dir = self.queue_dir / "sockets"  # for milter sockets Postfix must reach
         self.maillog = self.root / "maillog"
-        self._group: _ProcessGroup | None = None
+        self._group: ProcessGroup | None = None
 
     def _pick_ports(self) -> None:
         smtp_port, reinject_port = self._requested_ports
@@ -358,34 +342,20 @@ class PrivatePostfix:
             raise
 
     def _wait_for_greeting(self, port: int, deadline: float) -> None:
-        """Any SMTP reply counts: with a dead milter and tempfail, smtpd may greet with 4xx."""
-        problem = "no answer"
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=2) as connection:
-                    connection.settimeout(max(0.5, min(5.0, deadline - time.monotonic())))
-                    greeting = connection.recv(512)
-                    if re.match(rb"\d{3}[ -]", greeting):
-                        with contextlib.suppress(OSError):
-                            connection.sendall(b"QUIT\r\n")
-                            connection.recv(512)
-                        return
-                    problem = f"unexpected greeting {greeting[:80]!r}"
-            except OSError as error:
-                problem = str(error)
+        while (problem := greeting_problem(port, deadline)) is not None:
             if time.monotonic() >= deadline:
                 raise LabError(f"Postfix's smtpd on 127.0.0.1:{port} did not answer within "
                                f"{READY_TIMEOUT:g} s ({problem}){self._log_tail()}")
             time.sleep(0.1)
 
-    def _master_group(self) -> _ProcessGroup | None:
+    def _master_group(self) -> ProcessGroup | None:
         try:
             text = (self.queue_dir / "pid" / "master.pid").read_text().strip()
         except (FileNotFoundError, PermissionError):
             return None
         if not text.isdigit():
             return None
-        return _ProcessGroup.of_leader(int(text))
+        return ProcessGroup.of_leader(int(text))
 
     def processes(self) -> list[int]:
         """The instance's live processes: the master and every daemon it started."""
@@ -483,57 +453,3 @@ class PrivatePostfix:
         recipients = [rcpt_tos] if isinstance(rcpt_tos, str) else list(rcpt_tos)
         return smtp.send("127.0.0.1", port or self.smtp_port, mail_from, recipients, data,
                          timeout, local_hostname=CLIENT_HOSTNAME)
-
-
-@dataclass(frozen=True)
-class _ProcessGroup:
-    """A Postfix master and the daemons it started: master runs setsid(), so its pid is the
-    group id. The leader's start time tells our master from a later process with its pid."""
-
-    leader: int
-    started: int
-
-    @classmethod
-    def of_leader(cls, pid: int) -> _ProcessGroup | None:
-        entry = _proc_stat(pid)
-        if entry is None or entry[1] != pid or entry[0] in (b"Z", b"X"):
-            return None
-        return cls(pid, entry[2])
-
-    def members(self, zombies: bool = False) -> list[int]:
-        """Live members (zombies awaiting init's reaping count only when asked for)."""
-        leader = _proc_stat(self.leader)
-        if leader is not None and leader[2] != self.started:
-            return []  # the pid was reused: nothing of ours can still be in that group
-        members = []
-        for entry in os.scandir("/proc"):
-            if entry.name.isdigit():
-                found = _proc_stat(int(entry.name))
-                if found is not None and found[1] == self.leader and (
-                        zombies or found[0] not in (b"Z", b"X")):
-                    members.append(int(entry.name))
-        return members
-
-    def wait_for_exit(self, timeout: float, zombies: bool = False) -> bool:
-        deadline = time.monotonic() + timeout
-        while self.members(zombies):
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.05)
-        return True
-
-    def kill(self) -> None:
-        if self.members():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.leader, signal.SIGKILL)
-
-
-def _proc_stat(pid: int) -> tuple[bytes, int, int] | None:
-    """State, process group and start time of a process, from /proc/PID/stat."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as file:
-            fields = file.read().rsplit(b")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return None
-    # After the command name: state(3) ppid(4) pgrp(5) ... starttime(22), 1-based in proc(5)
-    return fields[0], int(fields[2]), int(fields[19])

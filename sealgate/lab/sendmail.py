@@ -38,7 +38,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Sequence
@@ -47,7 +46,7 @@ from types import TracebackType
 
 from sealgate import smtp
 from sealgate.errors import SealgateError
-from sealgate.lab import tail_of, text_of
+from sealgate.lab.host import ProcessGroup, free_port, greeting_problem, tail_of, text_of
 
 LAB_HOSTNAME = "lab.sealgate.test"
 CLIENT_HOSTNAME = "client.sealgate.test"  # smtplib would otherwise ask DNS for our own name
@@ -100,22 +99,6 @@ def prepare_prefix(prefix: Path | None = None, timeout: float = PREPARE_TIMEOUT)
         raise SendmailLabError(f"{PREFIX_SCRIPT} {target} failed (exit {result.returncode}): "
                                f"{(result.stdout + result.stderr).strip()}")
     return target
-
-
-def free_port(exclude: Sequence[int] = ()) -> int:
-    """A loopback port nothing listens on right now (not one of `exclude`)."""
-    held: list[socket.socket] = []
-    try:
-        while True:
-            probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            held.append(probe)
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-            if port not in exclude:
-                return port
-    finally:
-        for probe in held:
-            probe.close()
 
 
 def _tool(name: str) -> str:
@@ -192,6 +175,7 @@ class PrivateSendmail:
         self.output_file = self.root / "sendmail.out"
         self.traffic_file = self.root / "traffic.log"
         self._process: subprocess.Popen[bytes] | None = None
+        self._group: ProcessGroup | None = None
 
     # -- configuration ------------------------------------------------------------------
 
@@ -338,6 +322,7 @@ class PrivateSendmail:
             self._process = subprocess.Popen(
                 self._command(*arguments), stdin=subprocess.DEVNULL, stdout=output,
                 stderr=subprocess.STDOUT, env=self._environment(), start_new_session=True)
+            self._group = ProcessGroup.of_leader(self._process.pid)
         try:
             self._wait_for_greeting(time.monotonic() + READY_TIMEOUT)
         except BaseException:
@@ -345,25 +330,14 @@ class PrivateSendmail:
             raise
 
     def _wait_for_greeting(self, deadline: float) -> None:
-        problem = "no answer"
         while True:
             if self._process is None or self._process.poll() is not None:
                 code = None if self._process is None else self._process.returncode
                 raise SendmailLabError(f"sendmail exited (status {code}) before answering on "
                                        f"127.0.0.1:{self.smtp_port}{self._output_tail()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.smtp_port),
-                                              timeout=2) as connection:
-                    connection.settimeout(max(0.5, min(5.0, deadline - time.monotonic())))
-                    greeting = connection.recv(512)
-                    if re.match(rb"\d{3}[ -]", greeting):
-                        with contextlib.suppress(OSError):
-                            connection.sendall(b"QUIT\r\n")
-                            connection.recv(512)
-                        return
-                    problem = f"unexpected greeting {greeting[:80]!r}"
-            except OSError as error:
-                problem = str(error)
+            problem = greeting_problem(self.smtp_port, deadline)
+            if problem is None:
+                return
             if "cannot bind" in self.output_text():  # it would retry for a minute
                 raise SendmailLabError(f"sendmail cannot listen on 127.0.0.1:{self.smtp_port}"
                                        f"{self._output_tail()}")
@@ -400,9 +374,11 @@ class PrivateSendmail:
         except subprocess.TimeoutExpired as error:
             raise SendmailLabError(f"sendmail of {self.root} (pid {process.pid}) survived "
                                    "SIGKILL") from error
-        if not _wait_for_group_exit(process.pid, max(1.0, deadline - time.monotonic())):
-            raise SendmailLabError(f"sendmail processes {_live_group_members(process.pid)} "
-                                   f"of {self.root} survived SIGKILL")
+        # The leader is reaped by now; its group id still finds whatever it left behind.
+        group = self._group or ProcessGroup(process.pid, started=0)
+        if not group.wait_for_exit(max(1.0, deadline - time.monotonic())):
+            raise SendmailLabError(f"sendmail processes {group.members()} of {self.root} "
+                                   "survived SIGKILL")
         self._process = None
 
     def __enter__(self) -> PrivateSendmail:
@@ -491,29 +467,3 @@ def _children(pid: int) -> list[int]:
     except OSError:
         return []
     return [int(child) for child in text.split()]
-
-
-def _live_group_members(group: int) -> list[int]:
-    """Processes of a process group that still run (zombies awaiting their reaper do not)."""
-    members = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as file:
-                fields = file.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        state, process_group = fields[0], int(fields[2])
-        if process_group == group and state not in (b"Z", b"X"):
-            members.append(int(entry.name))
-    return members
-
-
-def _wait_for_group_exit(group: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while _live_group_members(group):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)
-    return True

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from email.header import decode_header, make_header
-from email.utils import getaddresses, parseaddr
 
 
 @dataclass(frozen=True)
@@ -26,11 +25,6 @@ class InboundMessage:
     @property
     def subject(self) -> str:
         return decode_words(self.header("Subject") or "")
-
-    @property
-    def sender_name(self) -> str:
-        name, address = parseaddr(decode_words(self.header("From") or ""))
-        return name or address or self.mail_from
 
     def with_message_id(self, new_id: str) -> tuple[InboundMessage, list[tuple[str, str]]]:
         """The message with a Message-ID, and the header that had to be added for it (Sendmail
@@ -66,7 +60,3 @@ def decode_words(value: str) -> str:
 
 def domain_of(address: str) -> str:
     return address.rpartition("@")[2].strip().strip("<>").lower().rstrip(".")
-
-
-def addresses(value: str) -> list[str]:
-    return [address for _, address in getaddresses([value]) if address]

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,10 +14,3 @@ def sealgate(home: Path, *args: str, env: dict[str, str] | None = None,
     return subprocess.run([sys.executable, "-m", "sealgate", "--home", str(home), *args],
                           capture_output=True, text=True, env=environ, timeout=timeout,
                           check=False)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port

@@ -17,7 +17,8 @@ import Milter
 import pytest
 
 from sealgate.lab import noop_milter
-from sealgate.lab.postfix import LabError, PrivatePostfix, free_ports
+from sealgate.lab.host import free_ports
+from sealgate.lab.postfix import LabError, PrivatePostfix
 from sealgate.lab.sink import SmtpSink
 
 SENDER = "alice@sender.test"

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from sealgate.lab.postfix import PrivatePostfix, free_ports
+from sealgate.lab.host import free_ports
+from sealgate.lab.postfix import PrivatePostfix
 from sealgate.lab.sink import SmtpSink
 from tests.conftest import run_cli
 from tests.integration.messages import (

@@ -28,7 +28,8 @@ import pytest
 
 from sealgate import config
 from sealgate.crypto.marks import MARK_HEADER, mark_is_valid
-from sealgate.lab.sendmail import PrivateSendmail, SendmailLabError, free_port, prepare_prefix
+from sealgate.lab.host import free_port
+from sealgate.lab.sendmail import PrivateSendmail, SendmailLabError, prepare_prefix
 from sealgate.lab.sink import Delivered, SmtpSink
 from tests.conftest import run_cli
 from tests.integration.messages import (

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from sealgate.lab.sendmail import PrivateSendmail, SendmailLabError, free_port, prepare_prefix
+from sealgate.lab.host import free_port
+from sealgate.lab.sendmail import PrivateSendmail, SendmailLabError, prepare_prefix
 
 pytestmark = pytest.mark.timeout(90)
 

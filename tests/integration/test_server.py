@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.helpers import free_port, sealgate
+from sealgate.lab.host import free_port, free_ports
+from tests.integration.helpers import sealgate
 
 
 def start(home: Path, command: str, port: int, *args: str,
@@ -136,7 +137,7 @@ def test_run_with_the_lab_delivers_a_notification_whose_link_opens() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="sg-"))  # short: a unix socket path has 107 bytes
     home = scratch / "home"
     assert sealgate(home, "init").returncode == 0
-    port, lab_port, reinject = free_port(), free_port(), free_port()
+    port, lab_port, reinject = free_ports(3)
     environ = {"SEALGATE_MILTER__REINJECT": f"127.0.0.1:{reinject}",
                "SEALGATE_SERVER__BASE_URL": f"http://127.0.0.1:{port}"}
     process = start(home, "run", port, "--lab", "--lab-port", str(lab_port), **environ)
