@@ -7,6 +7,9 @@ HOME_DIR ?= var
 # Debian packages: the virtual environment and the C extensions it compiles (pymilter needs
 # libmilter), and Postfix, which the tests and `make run` use as a private loopback instance.
 SYSTEM_PACKAGES := python3 python3-venv python3-dev gcc libmilter-dev postfix m4
+# Only for `make test`: Debian's Chromium, which the browser tests drive headless (Playwright
+# never downloads a browser). Its dependencies bring a font (fonts-dejavu-core) for screenshots.
+TEST_SYSTEM_PACKAGES := chromium
 
 .PHONY: run test lint typecheck unit bench install clean
 
@@ -23,6 +26,7 @@ run: $(VENV)/.installed
 AS_ROOT := $(shell [ "$$(id -u)" = 0 ] || echo sudo --preserve-env)
 
 test: $(VENV)/.installed
+	scripts/system-packages.sh $(TEST_SYSTEM_PACKAGES)
 	scripts/ensure-postgres.sh
 	scripts/sendmail-prefix.sh  # Debian's sendmail, unpacked privately for the Sendmail tests
 	$(BIN)/ruff check sealgate tests bench deploy

@@ -66,6 +66,17 @@ def _host_port(value: str) -> str:
     return value
 
 
+def _optional_host_port(value: str) -> str:
+    return _host_port(value) if value else value
+
+
+def _optional_address(value: str) -> str:
+    local, at, domain = value.rpartition("@")
+    if value and not (at and local and _DOMAIN.match(domain.lower())):
+        raise ValueError("must be an address such as no-reply@example.org")
+    return value
+
+
 def _milter_socket(value: str) -> str:
     """pymilter's socket syntax: unix:/path or inet:PORT@HOST (inet6: likewise)."""
     kind, sep, rest = value.partition(":")
@@ -99,6 +110,10 @@ class OrganisationConfig(_Section):
     footer: str = Field(default="", max_length=1000, description="postal address, contact")
     disclaimer: str = Field(default="", max_length=4000)
     colour: Annotated[str, Field(pattern=r"^#[0-9a-fA-F]{6}$")] = "#1f4e79"
+    # A PNG, JPEG, GIF or SVG file (relative to the home), shown on portal pages and notices.
+    logo: str = ""
+    support: str = Field(default="", max_length=200,
+                         description="who recipients ask for help: an address, phone or URL")
 
 
 class ServerConfig(_Section):
@@ -106,6 +121,8 @@ class ServerConfig(_Section):
     base_url: Annotated[str, AfterValidator(_http_url)] = "http://127.0.0.1:8025"
     workers: int = Field(default=2, ge=1, le=64)
     secret_key: str = Field(default="", description="Flask session key; `sealgate init` sets it")
+    # How many reverse proxies in front set X-Forwarded-For/-Proto (0: none; trust nothing).
+    trusted_proxies: int = Field(default=0, ge=0, le=5)
 
 
 class MilterConfig(_Section):
@@ -118,6 +135,35 @@ class MilterConfig(_Section):
     timeout: float = Field(default=30.0, gt=0, le=600, description="seconds per server call")
     # The group whose members (the MTA's smtpd) may connect to a unix milter socket.
     socket_group: str = "postfix"
+
+
+class PortalConfig(_Section):
+    require_mfa: bool = Field(default=False, description="every recipient needs an authenticator")
+    code_minutes: int = Field(default=10, ge=1, le=60, description="one-time code lifetime")
+    code_attempts: int = Field(default=5, ge=1, le=20, description="guesses per one-time code")
+    lockout_failures: int = Field(default=5, ge=1, le=100,
+                                  description="failed checks before an account is locked")
+    lockout_minutes: int = Field(default=15, ge=1, le=1440)
+    session_minutes: int = Field(default=30, ge=5, le=1440, description="idle sign-out")
+    expiry_days: int = Field(default=0, ge=0, le=3650,
+                             description="default message lifetime; 0: no expiry")
+    reply_limit_mb: int = Field(default=25, ge=1, le=60, description="a reply with attachments")
+    notify_sender: bool = Field(default=True,
+                                description="tell the sender a message went out securely")
+    read_receipts: bool = Field(default=True,
+                                description="tell the sender when each recipient first opens it")
+    # Shared rate-limit counters for several hosts, e.g. redis://127.0.0.1:6379/0;
+    # empty: each server process counts on its own.
+    rate_limit_storage: str = ""
+
+
+class OutboundConfig(_Section):
+    """Mail the server itself sends: codes, receipts, replies."""
+
+    # The MTA listener to hand it to; empty: the milter's re-injection listener.
+    relay: Annotated[str, AfterValidator(_optional_host_port)] = ""
+    # Empty: no-reply@ the organisation's first domain.
+    from_address: Annotated[str, AfterValidator(_optional_address)] = ""
 
 
 class InternalApiConfig(_Section):
@@ -141,6 +187,8 @@ class Config(_Section):
     organisation: OrganisationConfig = Field(default_factory=OrganisationConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     milter: MilterConfig = Field(default_factory=MilterConfig)
+    portal: PortalConfig = Field(default_factory=PortalConfig)
+    outbound: OutboundConfig = Field(default_factory=OutboundConfig)
     internal_api: InternalApiConfig = Field(default_factory=InternalApiConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     vault: VaultConfig = Field(default_factory=VaultConfig)
@@ -166,6 +214,19 @@ class Config(_Section):
     def deposit_url(self) -> str:
         """The server the milter deposits with."""
         return self.milter.server_url or f"http://{self.server.listen}"
+
+    @property
+    def relay(self) -> tuple[str, int]:
+        host, _, port = (self.outbound.relay or self.milter.reinject).rpartition(":")
+        return host.strip("[]"), int(port)
+
+    @property
+    def from_address(self) -> str:
+        return self.outbound.from_address or f"no-reply@{self.organisation.domains[0]}"
+
+    @property
+    def logo_path(self) -> Path | None:
+        return self.path(self.organisation.logo) if self.organisation.logo else None
 
     @property
     def milter_socket(self) -> str:
@@ -281,12 +342,17 @@ domains = ["example.org"]
 footer = ""
 disclaimer = ""
 colour = "#1f4e79"
+# A PNG, JPEG, GIF or SVG file, relative to this directory; and who recipients ask for help.
+logo = ""
+support = ""
 
 [server]
 listen = "127.0.0.1:8025"
 # The public URL of the portal, used in every link Sealgate sends.
 base_url = "http://127.0.0.1:8025"
 workers = 2
+# Reverse proxies in front of the server that set X-Forwarded-For (nginx: 1).
+trusted_proxies = 0
 secret_key = "{secret_key}"
 
 [milter]
@@ -295,6 +361,28 @@ listen = "unix:milter.sock"
 subject_keywords = ["encrypt/"]
 # The MTA listener that does not run the milter (see deploy/postfix/master.cf.example).
 reinject = "127.0.0.1:10026"
+
+[portal]
+# Every recipient must use an authenticator app (TOTP) as a second step.
+require_mfa = false
+code_minutes = 10
+code_attempts = 5
+lockout_failures = 5
+lockout_minutes = 15
+session_minutes = 30
+# Messages can no longer be read this many days after they were sent; 0: no expiry.
+expiry_days = 0
+reply_limit_mb = 25
+notify_sender = true
+read_receipts = true
+# e.g. redis://127.0.0.1:6379/0 to share rate limits between hosts; empty: per process.
+rate_limit_storage = ""
+
+[outbound]
+# Where the server hands the mail it sends (codes, receipts, replies); empty: milter.reinject.
+relay = ""
+# Empty: no-reply@ the first organisation domain.
+from_address = ""
 
 [internal_api]
 # Shared by the milter and the server; keep this file readable by them only.

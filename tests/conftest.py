@@ -15,6 +15,8 @@ from sealgate.cli import main as cli_main
 from sealgate.vault.database import Database
 from sealgate.vault.vault import Vault
 
+pytest_plugins = ["tests.browser"]  # the `browser` and `page` fixtures, for any test
+
 PG_ADMIN_URL = os.environ.get(
     "SEALGATE_TEST_PG", "postgresql://sealgate_test:sealgate_test@127.0.0.1:5432/postgres")
 

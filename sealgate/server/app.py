@@ -7,7 +7,10 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, jsonify, render_template, request
+from flask_babel import Babel
+from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from sealgate.config import Config
 from sealgate.errors import ConfigError
@@ -40,27 +43,49 @@ def create_app(config: Config, vault: Vault | None = None) -> Flask:
             "server.secret_key must be at least 32 characters (`sealgate init` makes one; "
             "or set SEALGATE_SERVER__SECRET_KEY)")
     app = Flask(__name__)
-    https = urlsplit(config.server.base_url).scheme == "https"
+    base = urlsplit(config.server.base_url)
+    https = base.scheme == "https"
     app.config.update(
         SECRET_KEY=config.server.secret_key,
+        # The cookie holds only a random session secret (see portal/identity.py).
+        SESSION_COOKIE_NAME="__Host-sealgate" if https else "sealgate",
         SESSION_COOKIE_SECURE=https,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        PREFERRED_URL_SCHEME=base.scheme,
+        SERVER_NAME=None,
         JSON_SORT_KEYS=False,
         # A deposit carries the whole message, base64-encoded, in JSON.
         MAX_CONTENT_LENGTH=64 * 1024 * 1024,
+        MAX_FORM_MEMORY_SIZE=(config.portal.reply_limit_mb + 1) * 1024 * 1024,
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session that holds it
+        RATELIMIT_STORAGE_URI=config.portal.rate_limit_storage or "memory://",
+        RATELIMIT_HEADERS_ENABLED=True,
+        BABEL_DEFAULT_LOCALE="en",
     )
+    if config.server.trusted_proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.server.trusted_proxies,  # type: ignore[method-assign]
+                                x_proto=config.server.trusted_proxies)
     app.extensions["sealgate"] = Services(config=config, vault=vault or Vault.open(config))
 
     from sealgate.server.api import api
     from sealgate.server.api.internal import internal
+    from sealgate.server.branding import brand, page_context
     from sealgate.server.health import health
+    from sealgate.server.limits import limiter
     from sealgate.server.portal import portal
 
     app.register_blueprint(health)
     app.register_blueprint(api, url_prefix="/api/v1")
     app.register_blueprint(internal, url_prefix="/api/v1/internal")
+    app.register_blueprint(brand)
     app.register_blueprint(portal)
+    csrf = CSRFProtect(app)
+    csrf.exempt(api)
+    csrf.exempt(internal)
+    limiter.init_app(app)
+    Babel(app)
+    app.context_processor(page_context)
 
     @app.after_request
     def _security_headers(response: Response) -> Response:
@@ -71,6 +96,13 @@ def create_app(config: Config, vault: Vault | None = None) -> Flask:
         if https:
             response.headers["Strict-Transport-Security"] = "max-age=31536000"
         return response
+
+    @app.errorhandler(CSRFError)
+    def _csrf_error(error: CSRFError) -> tuple[Response | str, int]:
+        log.info("refused a form without a valid CSRF token: %s %s", request.method,
+                 request.path)
+        return render_template("error.html", code=400, title="This form has expired",
+                               message="Go back, reload the page and try again."), 400
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> tuple[Response | str, int]:
@@ -87,8 +119,12 @@ def create_app(config: Config, vault: Vault | None = None) -> Flask:
         message = "Something went wrong on our side; it has been logged."
         if _wants_json():
             return jsonify(error="internal_error", message=message), 500
-        return render_template("error.html", code=500, title="Server error",
-                               message=message), 500
+        try:
+            return render_template("error.html", code=500, title="Server error",
+                                   message=message), 500
+        except Exception:  # the page itself is broken: say it plainly rather than crash
+            log.exception("the error page could not be rendered")
+            return Response(message, mimetype="text/plain"), 500
 
     return app
 

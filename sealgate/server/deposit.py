@@ -5,10 +5,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from sealgate.config import Config
 from sealgate.mail import notification
 from sealgate.mail.parse import parse
+from sealgate.server.branding import branding
+from sealgate.server.links import message_link
 from sealgate.vault.models import DeliveryMethod, PartKind
 from sealgate.vault.vault import NewMessage, NewPart, NewRecipient, Vault
 
@@ -16,18 +19,15 @@ from sealgate.vault.vault import NewMessage, NewPart, NewRecipient, Vault
 @dataclass(frozen=True)
 class Deposit:
     message_id: uuid.UUID
+    sender: str
+    subject: str
     link: str
     notification: notification.Notification
 
 
-def branding(config: Config) -> notification.Branding:
-    organisation = config.organisation
-    return notification.Branding(organisation=organisation.name, footer=organisation.footer,
-                                 disclaimer=organisation.disclaimer, colour=organisation.colour)
-
-
-def message_link(config: Config, message_id: uuid.UUID) -> str:
-    return f"{config.server.base_url}/m/{message_id}"
+def default_expiry(config: Config) -> datetime | None:
+    days = config.portal.expiry_days
+    return datetime.now(UTC) + timedelta(days=days) if days else None
 
 
 def deposit_message(vault: Vault, config: Config, raw: bytes, mail_from: str,
@@ -43,10 +43,12 @@ def deposit_message(vault: Vault, config: Config, raw: bytes, mail_from: str,
     parts += [NewPart(PartKind.INLINE if a.inline else PartKind.ATTACHMENT, a.data,
                       a.content_type, a.filename, a.content_id) for a in parsed.attachments]
     sender_name = parsed.sender_name or mail_from
+    sender = parsed.sender_address or mail_from
     message_id = vault.deposit(NewMessage(
-        sender=parsed.sender_address or mail_from, sender_name=sender_name, subject=subject,
+        sender=sender, sender_name=sender_name, subject=subject,
         recipients=[NewRecipient(r.lower(), DeliveryMethod.PORTAL) for r in recipients],
-        parts=parts, header_message_id=parsed.message_id), actor=mail_from)
+        parts=parts, header_message_id=parsed.message_id,
+        expires_at=default_expiry(config)), actor=mail_from)
     link = message_link(config, message_id)
-    return Deposit(message_id, link,
+    return Deposit(message_id, sender, subject, link,
                    notification.build(branding(config), sender_name, subject, link))

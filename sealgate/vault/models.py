@@ -104,6 +104,9 @@ class SecureMessage(Base):
     state: Mapped[MessageState] = mapped_column(_enum(MessageState, "message_state"),
                                                 default=MessageState.ACTIVE)
     state_changed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # A secure reply written in the portal points at the message it answers.
+    in_reply_to_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("secure_messages.id", ondelete="SET NULL"), index=True)
 
     recipients: Mapped[list[Recipient]] = relationship(
         back_populates="message", cascade="all, delete-orphan", order_by="Recipient.id")
@@ -128,6 +131,11 @@ class Recipient(Base):
         _enum(DeliveryMethod, "delivery_method"), default=DeliveryMethod.PORTAL)
     first_opened_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     last_opened_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    downloads: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # An extra check the sender may set for this recipient; the answer is stored hashed.
+    question: Mapped[str | None] = mapped_column(Text)
+    answer_hash: Mapped[str | None] = mapped_column(String(255))
+    answer_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     message: Mapped[SecureMessage] = relationship(back_populates="recipients")
 
@@ -167,6 +175,50 @@ class PortalAccount(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The TOTP secret, wrapped under the keyring like a data key (the server must read it).
+    totp_key_version: Mapped[int | None] = mapped_column(Integer)
+    totp_wrapped: Mapped[bytes | None] = mapped_column(LargeBinary(128))
+    totp_enabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)  # no code counts twice
+
+    @property
+    def has_password(self) -> bool:
+        return self.password_hash is not None
+
+    @property
+    def has_totp(self) -> bool:
+        return self.totp_enabled_at is not None
+
+
+class RecoveryCode(Base):
+    """Single-use codes that stand in for the authenticator; only digests are stored."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("portal_accounts.id", ondelete="CASCADE"), index=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class PortalSession(Base):
+    """A signed-in browser. The cookie carries a random secret; this row is what it proves:
+    an address, when a second factor was passed, which recipient questions were answered."""
+
+    __tablename__ = "portal_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    address: Mapped[str] = mapped_column(String(ADDRESS), index=True)
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("portal_accounts.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    seen_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    mfa_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    answered: Mapped[list[int]] = mapped_column(JSON, default=list)
 
 
 class AccessToken(Base):
@@ -183,6 +235,9 @@ class AccessToken(Base):
         ForeignKey("recipients.id", ondelete="CASCADE"))
     account_id: Mapped[int | None] = mapped_column(
         ForeignKey("portal_accounts.id", ondelete="CASCADE"))
+    # For short codes typed by a person: whose code it is, and how many wrong guesses so far.
+    address: Mapped[str | None] = mapped_column(String(ADDRESS), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

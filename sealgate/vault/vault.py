@@ -57,6 +57,7 @@ class NewMessage:
     sender_name: str = ""
     header_message_id: str | None = None
     expires_at: datetime | None = None
+    in_reply_to_id: uuid.UUID | None = None
     id: uuid.UUID = field(default_factory=uuid.uuid4)
 
 messages_table = cast(Table, SecureMessage.__table__)
@@ -156,7 +157,8 @@ class Vault:
                 connection.execute(_INSERT_MESSAGES, [{
                     "id": m.id, "sender": m.sender, "sender_name": m.sender_name,
                     "subject": m.subject, "header_message_id": m.header_message_id,
-                    "expires_at": m.expires_at} for m in messages])
+                    "expires_at": m.expires_at, "in_reply_to_id": m.in_reply_to_id}
+                    for m in messages])
                 recipients = [{"message_id": m.id, "address": r.address,
                                "delivery_method": r.method}
                               for m in messages for r in m.recipients]
@@ -278,6 +280,12 @@ class Vault:
         self.record(actor, "keys.retired", "keyring", str(version))
 
     # -- audit ---------------------------------------------------------------------------
+
+    def record_in(self, session: Session, actor: str, action: str, object_type: str = "",
+                  object_id: str = "", details: dict[str, Any] | None = None) -> None:
+        """An audit event in the caller's transaction: it commits with the change it records."""
+        audit.append(session, self.keyring.audit_key,
+                     [audit.Event(actor, action, object_type, object_id, details or {})])
 
     def record(self, actor: str, action: str, object_type: str = "", object_id: str = "",
                details: dict[str, Any] | None = None) -> None:

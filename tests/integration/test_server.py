@@ -6,72 +6,21 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from sealgate.lab.host import free_port, free_ports
-from tests.integration.helpers import sealgate
-
-
-def start(home: Path, command: str, port: int, *args: str,
-          **overrides: str) -> subprocess.Popen[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("SEALGATE_")}
-    environ["SEALGATE_SERVER__LISTEN"] = f"127.0.0.1:{port}"
-    environ.update(overrides)
-    return subprocess.Popen([sys.executable, "-m", "sealgate", "--home", str(home), command,
-                             *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=environ, start_new_session=True)
-
-
-def get(url: str) -> tuple[int, dict[str, str], bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read()
-
-
-def wait_until_up(process: subprocess.Popen[str], url: str, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"exited {process.returncode}: {process.stdout.read()}")  # type: ignore[union-attr]
-        try:
-            get(url)
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"{url} did not answer within {seconds}s")
-
-
-def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> str:
-    if process.poll() is None:
-        os.killpg(process.pid, sig)
-    try:
-        output, _ = process.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-    return output
+from tests.integration.helpers import get, sealgate, serving, start, stop, wait_until_up
 
 
 @pytest.fixture
 def server(home: Path) -> Iterator[str]:
-    port = free_port()
-    process = start(home, "serve", port)
-    base = f"http://127.0.0.1:{port}"
-    wait_until_up(process, f"{base}/healthz")
-    yield base
-    stop(process)
+    with serving(home) as base:
+        yield base
 
 
 def test_healthz_reports_database_and_keyring(server: str) -> None:

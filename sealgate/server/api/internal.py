@@ -7,13 +7,19 @@ import base64
 import binascii
 import hmac
 import logging
+from functools import partial
 from typing import Any
 
 from flask import Blueprint, Response, abort, jsonify, request
 
+from sealgate.config import Config
+from sealgate.mail import notices
 from sealgate.mail.parse import MimeError
 from sealgate.server.app import services
-from sealgate.server.deposit import deposit_message
+from sealgate.server.branding import branding
+from sealgate.server.deposit import Deposit, deposit_message
+from sealgate.server.links import tracking_link
+from sealgate.server.outbox import DeliveryError, send
 
 log = logging.getLogger(__name__)
 internal = Blueprint("internal", __name__)
@@ -56,6 +62,20 @@ def create_deposit() -> tuple[Response, int]:
     except MimeError as error:
         return jsonify(error="unreadable_message", message=str(error)), 422
     log.info("deposited %s for %d recipient(s)", deposit.message_id, len(recipients))
-    return jsonify(message_id=str(deposit.message_id), link=deposit.link,
-                   content_type=deposit.notification.content_type,
-                   body=base64.b64encode(deposit.notification.body).decode("ascii")), 201
+    response = jsonify(message_id=str(deposit.message_id), link=deposit.link,
+                       content_type=deposit.notification.content_type,
+                       body=base64.b64encode(deposit.notification.body).decode("ascii"))
+    if service.config.portal.notify_sender:
+        # After the milter has its answer: the notice never slows the mail it is about.
+        response.call_on_close(partial(_tell_sender, service.config, deposit, recipients))
+    return response, 201
+
+
+def _tell_sender(config: Config, deposit: Deposit, recipients: list[str]) -> None:
+    try:
+        send(config, notices.sent_securely(
+            branding(config), from_address=config.from_address, to=deposit.sender,
+            subject=deposit.subject, recipients=recipients,
+            tracking_link=tracking_link(config, deposit.message_id)))
+    except DeliveryError as error:
+        log.warning("'sent securely' notice for %s not sent: %s", deposit.message_id, error)

@@ -1,36 +1,30 @@
-"""The secure message portal (recipients). The pages arrive with the portal issue."""
+"""The secure message portal: recipients prove who they are, read, download and reply;
+senders follow and control what they sent. Server-rendered pages, one module per concern."""
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
-
-from flask import Blueprint, abort, render_template
-
-from sealgate.errors import VaultError
-from sealgate.server.app import services
+from flask import Blueprint, redirect, render_template
+from werkzeug.wrappers import Response
 
 portal = Blueprint("portal", __name__)
 
 
+@portal.before_request
+def _identify() -> None:
+    from sealgate.server.portal.identity import load_visitor
+
+    load_visitor()
+
+
 @portal.get("/")
-def home() -> str:
-    return render_template("portal/home.html",
-                           organisation=services().config.organisation.name)
+def home() -> str | Response:
+    from sealgate.server.portal.identity import current_visitor
+
+    if current_visitor() is not None:
+        return redirect("/messages")
+    return render_template("portal/home.html")
 
 
-@portal.get("/m/<uuid:message_id>")
-def message(message_id: uuid.UUID) -> str:
-    """Where a notification's link leads. Reading needs proof of identity (portal issue);
-    until then the page names the sender and says what will happen, never the content."""
-    service = services()
-    with service.vault.database.session() as session:
-        try:
-            found = service.vault.message(session, message_id)
-        except VaultError:
-            abort(404, description="There is no secure message at this address.")
-        readable = found.is_readable(datetime.now(UTC))
-        return render_template("portal/message.html",
-                               organisation=service.config.organisation.name,
-                               sender_name=found.sender_name or found.sender,
-                               state=found.state.value, readable=readable)
+from sealgate.server.portal import reading, reply, signin, tracking  # noqa: E402
+
+__all__ = ["portal", "reading", "reply", "signin", "tracking"]

@@ -1,0 +1,41 @@
+"""Handing the mail the server writes (codes, links, receipts, replies) to the MTA: through the
+listener that does not run the milter, so the MTA's queue is the only mail queue."""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+from email.message import EmailMessage
+from email.utils import getaddresses
+
+from sealgate import smtp
+from sealgate.config import Config
+from sealgate.errors import SealgateError
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryError(SealgateError):
+    """The MTA did not take the message; nothing was sent."""
+
+
+def send(config: Config, message: EmailMessage) -> None:
+    """To the message's To and Cc; bounces come back to the server's own from address."""
+    recipients = [address for _, address in getaddresses(
+        message.get_all("To", []) + message.get_all("Cc", []))]
+    send_raw(config, recipients, message.as_bytes())
+
+
+def send_raw(config: Config, recipients: list[str], data: bytes) -> None:
+    host, port = config.relay
+    try:
+        refused = smtp.send(host, port, config.from_address, recipients, data,
+                            timeout=config.milter.timeout)
+    except (smtplib.SMTPException, OSError) as error:
+        log.warning("mail to %d recipient(s) not handed to %s:%d: %s",
+                    len(recipients), host, port, error)
+        raise DeliveryError(f"the mail server at {host}:{port} did not take the message") \
+            from None
+    if refused:
+        log.warning("the mail server refused %d of %d recipient(s)", len(refused),
+                    len(recipients))
