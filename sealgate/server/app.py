@@ -84,7 +84,7 @@ def create_app(config: Config, vault: Vault | None = None) -> Flask:
     csrf.exempt(api)
     csrf.exempt(internal)
     limiter.init_app(app)
-    Babel(app)
+    babel = Babel(app, locale_selector=lambda: _best_language(babel))
     app.context_processor(page_context)
 
     @app.after_request
@@ -127,6 +127,12 @@ def create_app(config: Config, vault: Vault | None = None) -> Flask:
             return Response(message, mimetype="text/plain"), 500
 
     return app
+
+
+def _best_language(babel: Babel) -> str:
+    """The visitor's preferred language among those the portal has translations for."""
+    offered = [str(locale) for locale in babel.list_translations()]
+    return request.accept_languages.best_match(offered) or "en"
 
 
 def _wants_json() -> bool:

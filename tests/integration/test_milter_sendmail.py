@@ -100,6 +100,9 @@ class Gateway:
             # No milter-free listener: the split copy goes back into Sendmail itself.
             "SEALGATE_MILTER__REINJECT": f"127.0.0.1:{smtp_port}",
             "SEALGATE_MILTER__TIMEOUT": "10",
+            # These tests count what the MTA delivers; the notice to the sender is tested
+            # with the portal.
+            "SEALGATE_PORTAL__NOTIFY_SENDER": "false",
         })
         run_cli("--home", str(self.home), "init", "--domain", "example.org")
         self.secret = config.load(self.home, self.env).internal_api.secret

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from flask import abort, g, make_response, redirect, render_template, request, session, url_for
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from sealgate.server.app import services
 from sealgate.vault import accounts
@@ -128,7 +129,8 @@ def readable_message(db: Any, message_id: uuid.UUID) -> Readable:
     """The message if the visitor is one of its recipients and it can still be read.
     Anyone else gets the same 'not here' answer whether or not the message exists."""
     visitor = require_visitor()
-    message = db.get(SecureMessage, message_id)
+    # Recipients load now: pages show them after the database session has closed.
+    message = db.get(SecureMessage, message_id, options=[selectinload(SecureMessage.recipients)])
     recipient = recipient_row(db, message_id, visitor.address) if message else None
     if message is None or recipient is None:
         services().vault.record(visitor.address, "portal.denied", "message", str(message_id),
