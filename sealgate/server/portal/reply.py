@@ -46,6 +46,7 @@ def reply(message_id: uuid.UUID) -> ResponseReturnValue:
     with service.vault.database.session() as db:
         readable = readable_message(db, message_id)
         everyone = [r.address for r in readable.message.recipients]
+    others = [a for a in everyone if a != readable.visitor.address]
     form = ReplyForm(reply_all=request.args.get("all") == "1")
     if form.validate_on_submit():
         try:
@@ -53,18 +54,17 @@ def reply(message_id: uuid.UUID) -> ResponseReturnValue:
         except ReplyTooLarge:
             abort(413, description=_("The reply with its attachments is larger than %(mb)d MB.",
                                      mb=service.config.portal.reply_limit_mb))
-        cc = [a for a in everyone if a != readable.visitor.address] if form.reply_all.data \
-            else []
+        cc = others if form.reply_all.data else []
         try:
             reply_id = _send_reply(readable, form.text.data or "", files, cc)
         except DeliveryError:
             flash(_("Your reply could not be sent just now, and nothing was sent. Please try "
                     "again in a few minutes."), "error")
             return render_template("portal/reply.html", form=form, message=readable.message,
-                                   others=cc), 503
+                                   others=others,
+                                   limit_mb=service.config.portal.reply_limit_mb), 503
         return render_template("portal/replied.html", message=readable.message,
                                reply_id=reply_id, recipients=[readable.message.sender, *cc])
-    others = [a for a in everyone if a != readable.visitor.address]
     return render_template("portal/reply.html", form=form, message=readable.message,
                            others=others, limit_mb=service.config.portal.reply_limit_mb)
 
@@ -91,8 +91,9 @@ def _send_reply(readable: Readable, text: str, files: list[tuple[str, str, bytes
     original = readable.message
     writer = readable.visitor.address
     internal = set(config.organisation.domains)
-    subject = original.subject if original.subject.lower().startswith("re:") \
-        else f"Re: {original.subject}"
+    # One line: a subject decoded from an encoded word may hold a line break.
+    subject = notices.clean(original.subject)
+    subject = subject if subject.lower().startswith("re:") else f"Re: {subject}"
     mime = notices.reply_message(
         from_address=writer, from_name="", to=[original.sender], cc=cc, subject=subject,
         text=text, attachments=files, in_reply_to=original.header_message_id,
@@ -144,4 +145,7 @@ def _notification(reply_id: uuid.UUID, writer: str, subject: str, to: str) -> by
     head[notification.NOTIFICATION_ID_HEADER] = str(reply_id)
     head["MIME-Version"] = "1.0"
     head["Content-Type"] = built.content_type
-    return head.as_bytes() + built.body
+    # The header lines only: as_bytes() would also write an empty multipart body, and what
+    # follows it (the real body) would be an epilogue no mail program shows.
+    return b"".join(SMTP.fold_binary(name, value) for name, value in head.items()) \
+        + b"\r\n" + built.body

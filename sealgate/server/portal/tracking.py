@@ -100,7 +100,9 @@ def set_question(token: str) -> ResponseReturnValue:
         if message is None:
             abort(404, description=_("This message is no longer stored."))
         form = _forms(message)[2]
-        if not form.validate_on_submit():
+        # Checked as the recipient's answer will be: case and spaces do not count.
+        if not form.validate_on_submit() \
+                or len(accounts.normalise_answer(form.answer.data or "")) < 2:
             abort(400, description=_("Give a recipient, a question and an answer of at least "
                                      "two characters."))
         recipient = db.get(Recipient, form.recipient.data)
