@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, jsonify, render_template, request
-from flask_babel import Babel, get_babel
+from flask_babel import Babel
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -84,7 +84,8 @@ def create_app(config: Config, vault: Vault | None = None) -> Flask:
     csrf.exempt(api)
     csrf.exempt(internal)
     limiter.init_app(app)
-    Babel(app, locale_selector=_best_language)
+    babel = Babel()
+    babel.init_app(app, locale_selector=lambda: _best_language(babel))
     app.context_processor(page_context)
 
     @app.after_request
@@ -129,9 +130,9 @@ def create_app(config: Config, vault: Vault | None = None) -> Flask:
     return app
 
 
-def _best_language() -> str:
+def _best_language(babel: Babel) -> str:
     """The visitor's preferred language among those the portal has translations for."""
-    offered = [str(locale) for locale in get_babel().list_translations()]
+    offered = [str(locale) for locale in babel.list_translations()]
     return request.accept_languages.best_match(offered) or "en"
 
 

@@ -292,7 +292,9 @@ def test_https_deployments_get_secure_host_only_cookies(settings: Config, vault:
 
 def test_every_page_carries_a_strict_policy(client: FlaskClient) -> None:
     for path in ("/", "/signin", "/register", "/signin/password", "/forgot"):
-        response = client.get(path)
+        # A language the portal has no translation for falls back to English.
+        response = client.get(path, headers={"Accept-Language": "fr-CH, fr;q=0.9, de;q=0.5"})
+        assert response.status_code == 200 and b'<html lang="en">' in response.data
         policy = response.headers["Content-Security-Policy"]
         assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
         assert "unsafe-inline" not in policy

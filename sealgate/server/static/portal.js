@@ -7,6 +7,8 @@ document.addEventListener("DOMContentLoaded", function () {
       try {
         var doc = frame.contentDocument;
         if (doc && doc.documentElement) {
+          // Shrink first: inside the frame, scrollHeight is never less than the frame itself.
+          frame.style.height = "0px";
           frame.style.height = (doc.documentElement.scrollHeight + 24) + "px";
         }
       } catch (e) { /* another origin: keep the CSS height */ }
