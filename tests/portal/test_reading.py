@@ -44,6 +44,7 @@ def test_a_recipient_signs_in_with_a_code_and_reads_the_message(
     assert signed_in.status_code == 302
     assert signed_in.headers["Location"] == f"/m/{message_id}"
     page = client.get(f"/m/{message_id}")
+    page.close()  # the read receipt is sent once the page is out
     assert page.status_code == 200
     assert b"Lab results" in page.data and SENDER.encode() in page.data
     assert b"1 picture(s) from the internet were not loaded" in page.data

@@ -83,6 +83,18 @@ def test_a_code_is_mailed_only_to_an_address_with_a_message_and_the_answer_is_th
     assert re.search(r"\b\d{6}\b", text_of(mail)) and "never ask" in text_of(mail)
 
 
+def test_no_code_is_mailed_for_a_message_that_has_expired(
+        client: FlaskClient, vault: Vault, config: Config, sink: SmtpSink) -> None:
+    from sealgate.vault.models import SecureMessage
+
+    deposit(vault, config)
+    with vault.database.writing() as db:
+        db.execute(update(SecureMessage).values(
+            expires_at=datetime.now(UTC) - timedelta(minutes=1)))
+    assert post_form(client, "/signin", address=PATIENT).status_code == 302  # type: ignore[attr-defined]
+    assert sink.messages == []
+
+
 def test_a_new_code_replaces_the_old_one_and_a_code_works_once(
         client: FlaskClient, vault: Vault, config: Config, sink: SmtpSink) -> None:
     deposit(vault, config)

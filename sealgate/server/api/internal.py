@@ -14,6 +14,7 @@ from flask import Blueprint, Response, abort, jsonify, request
 
 from sealgate.config import Config
 from sealgate.mail import notices
+from sealgate.mail.message import domain_of
 from sealgate.mail.parse import MimeError
 from sealgate.server.app import services
 from sealgate.server.branding import branding
@@ -65,16 +66,25 @@ def create_deposit() -> tuple[Response, int]:
     response = jsonify(message_id=str(deposit.message_id), link=deposit.link,
                        content_type=deposit.notification.content_type,
                        body=base64.b64encode(deposit.notification.body).decode("ascii"))
-    if service.config.portal.notify_sender:
+    mail_from = payload["mail_from"]
+    if service.config.portal.notify_sender and is_internal(service.config, mail_from):
         # After the milter has its answer: the notice never slows the mail it is about.
-        response.call_on_close(partial(_tell_sender, service.config, deposit, recipients))
+        response.call_on_close(partial(_tell_sender, service.config, deposit, recipients,
+                                           mail_from))
     return response, 201
 
 
-def _tell_sender(config: Config, deposit: Deposit, recipients: list[str]) -> None:
+def is_internal(config: Config, address: str) -> bool:
+    return domain_of(address) in config.organisation.domains
+
+
+def _tell_sender(config: Config, deposit: Deposit, recipients: list[str],
+                 mail_from: str) -> None:
+    """To the envelope sender the MTA authenticated, never to a From header (which anyone
+    can write): the notice carries the link that can withdraw the message."""
     try:
         send(config, notices.sent_securely(
-            branding(config), from_address=config.from_address, to=deposit.sender,
+            branding(config), from_address=config.from_address, to=mail_from,
             subject=deposit.subject, recipients=recipients,
             tracking_link=tracking_link(config, deposit.message_id)))
     except DeliveryError as error:

@@ -7,12 +7,15 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from datetime import datetime
+from functools import partial
 from urllib.parse import quote
 
 from flask import (
     Response,
     abort,
     flash,
+    make_response,
     redirect,
     render_template,
     request,
@@ -23,6 +26,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from sqlalchemy import select
 
+from sealgate.config import Config
 from sealgate.mail import notices
 from sealgate.mail.sanitise import SafeHtml, plain_text_to_html, sanitise
 from sealgate.server.app import services
@@ -90,13 +94,18 @@ def message(message_id: uuid.UUID) -> ResponseReturnValue:
         body = _body(readable.message, parts, allow_remote=False)
         others = [r.address for r in readable.message.recipients
                   if r.address != readable.visitor.address]
-    _record_open(readable)
+    first = _record_open(readable)
     attachments = [p for p in parts if p.kind is PartKind.ATTACHMENT]
-    return render_template("portal/message.html", message=readable.message, others=others,
-                           attachments=attachments, blocked=body.blocked_remote,
-                           allow_remote=allow_remote, visitor=readable.visitor,
-                           body_url=url_for("portal.message_body", message_id=message_id,
-                                            remote="1" if allow_remote else None))
+    response = make_response(render_template(
+        "portal/message.html", message=readable.message, others=others,
+        attachments=attachments, blocked=body.blocked_remote, allow_remote=allow_remote,
+        visitor=readable.visitor, body_url=url_for(
+            "portal.message_body", message_id=message_id,
+            remote="1" if allow_remote else None)))
+    if first is not None and service.config.portal.read_receipts:
+        # After the page is sent: a slow mail server never keeps the reader waiting.
+        response.call_on_close(partial(_send_read_receipt, service.config, readable, first))
+    return response
 
 
 @portal.get("/m/<uuid:message_id>/body")
@@ -169,7 +178,9 @@ def question(message_id: uuid.UUID) -> ResponseReturnValue:
     with service.vault.database.writing() as db:
         recipient = recipient_row(db, message_id, visitor.address)
         if recipient is None or recipient.answer_hash is None \
-                or recipient.id in visitor.answered:
+                or recipient.id in visitor.answered \
+                or not recipient.message.is_readable(now()):
+            # The message page says why (not yours, withdrawn, expired) or shows it.
             return redirect(url_for("portal.message", message_id=message_id))
         asked = recipient.question or ""
         result = None
@@ -222,14 +233,14 @@ def _body(message: SecureMessage, parts: list[Part], allow_remote: bool) -> Safe
     return SafeHtml(plain_text_to_html(content), 0, ())
 
 
-def _record_open(readable: Readable) -> None:
-    """First and last opening, in the audit trail and, once, as a read receipt."""
+def _record_open(readable: Readable) -> datetime | None:
+    """First and last opening, in the audit trail; the time when this was the first."""
     service = services()
     moment = now()
     with service.vault.database.writing() as db:
         recipient = db.get(Recipient, readable.recipient.id)
         if recipient is None:
-            return
+            return None
         first = recipient.first_opened_at is None
         if first:
             recipient.first_opened_at = moment
@@ -237,15 +248,18 @@ def _record_open(readable: Readable) -> None:
         service.vault.record_in(db, readable.visitor.address, "message.viewed", "message",
                                 str(readable.message.id), {"ip": request.remote_addr or "",
                                                            "first": first})
-    if first and service.config.portal.read_receipts:
-        message = readable.message
-        try:
-            send(service.config, notices.read_receipt(
-                branding(service.config), from_address=service.config.from_address,
-                to=message.sender, subject=message.subject, reader=readable.visitor.address,
-                opened_at=moment, tracking_link=tracking_link(service.config, message.id)))
-        except DeliveryError as error:  # the reader is not kept waiting for it
-            log.warning("read receipt for %s not sent: %s", message.id, error)
+    return moment if first else None
+
+
+def _send_read_receipt(config: Config, readable: Readable, opened_at: datetime) -> None:
+    message = readable.message
+    try:
+        send(config, notices.read_receipt(
+            branding(config), from_address=config.from_address, to=message.sender,
+            subject=message.subject, reader=readable.visitor.address, opened_at=opened_at,
+            tracking_link=tracking_link(config, message.id)))
+    except DeliveryError as error:
+        log.warning("read receipt for %s not sent: %s", message.id, error)
 
 
 def _served_type(declared: str) -> str:

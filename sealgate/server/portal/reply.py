@@ -35,6 +35,13 @@ class ReplyTooLarge(Exception):
     pass
 
 
+class PartlySent(Exception):
+    def __init__(self, reply_id: uuid.UUID, missing: list[str]) -> None:
+        super().__init__(f"reply {reply_id} not sent to {', '.join(missing)}")
+        self.reply_id = reply_id
+        self.missing = missing
+
+
 @portal.route("/m/<uuid:message_id>/reply", methods=["GET", "POST"])
 def reply(message_id: uuid.UUID) -> ResponseReturnValue:
     service = services()
@@ -57,6 +64,14 @@ def reply(message_id: uuid.UUID) -> ResponseReturnValue:
         cc = others if form.reply_all.data else []
         try:
             reply_id = _send_reply(readable, form.text.data or "", files, cc)
+        except PartlySent as partly:
+            flash(_("Your reply could not be delivered to %(missing)s just now. The others "
+                    "received it; please tell the sender or try again later.",
+                    missing=", ".join(partly.missing)), "error")
+            return render_template("portal/replied.html", message=readable.message,
+                                   reply_id=partly.reply_id,
+                                   recipients=[a for a in [readable.message.sender, *cc]
+                                               if a not in partly.missing])
         except DeliveryError:
             flash(_("Your reply could not be sent just now, and nothing was sent. Please try "
                     "again in a few minutes."), "error")
@@ -111,6 +126,7 @@ def _send_reply(readable: Readable, text: str, files: list[tuple[str, str, bytes
         actor=writer)
     inside = [a for a in recipients if domain_of(a) in internal]
     outside = [a for a in recipients if domain_of(a) not in internal]
+    delivered: list[str] = []
     try:
         if inside:
             del mime["To"], mime["Cc"]
@@ -118,11 +134,19 @@ def _send_reply(readable: Readable, text: str, files: list[tuple[str, str, bytes
             if len(inside) > 1:
                 mime["Cc"] = ", ".join(a for a in inside if a != original.sender)
             send(config, mime)
+            delivered += inside
         for address in outside:
             send_raw(config, [address], _notification(reply_id, writer, subject, address))
+            delivered.append(address)
     except DeliveryError:
-        service.vault.delete_message(reply_id, writer, "reply not taken by the MTA")
-        raise
+        if not delivered:  # nobody has it: undo, and the writer may simply try again
+            service.vault.delete_message(reply_id, writer, "reply not taken by the MTA")
+            raise
+        # Someone has it already: keep it readable, and say exactly who is missing.
+        missing = [a for a in recipients if a not in delivered]
+        service.vault.record(writer, "message.reply_partly_sent", "message", str(original.id),
+                             {"reply": str(reply_id), "missing": missing})
+        raise PartlySent(reply_id, missing) from None
     service.vault.record(writer, "message.replied", "message", str(original.id),
                          {"reply": str(reply_id), "recipients": len(recipients),
                           "attachments": len(files), "ip": request.remote_addr or ""})

@@ -11,7 +11,7 @@ import segno
 from flask import flash, g, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
-from sqlalchemy import exists, select
+from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
 from sealgate.crypto.passwords import weakness
@@ -76,7 +76,8 @@ def _is_known(db: Session, address: str) -> bool:
     portal cannot be used to send mail to anyone."""
     has_message = db.scalar(select(exists().where(
         Recipient.address == address, Recipient.message_id == SecureMessage.id,
-        SecureMessage.state == MessageState.ACTIVE)))
+        SecureMessage.state == MessageState.ACTIVE,
+        or_(SecureMessage.expires_at.is_(None), SecureMessage.expires_at > now()))))
     account = accounts.find_account(db, address)
     return bool(has_message) or (account is not None and account.verified_at is not None)
 
