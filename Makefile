@@ -50,6 +50,7 @@ typecheck: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/vault.py
+	$(BIN)/python bench/portal.py
 	$(AS_ROOT) $(BIN)/python bench/milter.py
 
 clean:

@@ -85,7 +85,10 @@ def create_app(config: Config, vault: Vault | None = None) -> Flask:
     csrf.exempt(internal)
     limiter.init_app(app)
     babel = Babel()
-    babel.init_app(app, locale_selector=lambda: _best_language(babel))
+    offered: list[str] = []
+    babel.init_app(app, locale_selector=lambda: _best_language(offered))
+    with app.app_context():  # the catalogues present do not change while the server runs
+        offered += [str(locale) for locale in babel.list_translations()]
     app.context_processor(page_context)
 
     @app.after_request
@@ -130,9 +133,8 @@ def create_app(config: Config, vault: Vault | None = None) -> Flask:
     return app
 
 
-def _best_language(babel: Babel) -> str:
+def _best_language(offered: list[str]) -> str:
     """The visitor's preferred language among those the portal has translations for."""
-    offered = [str(locale) for locale in babel.list_translations()]
     return request.accept_languages.best_match(offered) or "en"
 
 

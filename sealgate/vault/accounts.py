@@ -330,15 +330,20 @@ def start_session(session: Session, account: PortalAccount, policy: PortalConfig
     return secret
 
 
-def find_session(session: Session, secret: str, policy: PortalConfig,
-                 now: datetime) -> PortalSession | None:
-    found = session.scalars(select(PortalSession).where(
-        PortalSession.digest == token_digest(secret))).one_or_none()
-    if found is None or found.ended_at is not None or found.expires_at <= now:
-        return None
-    if found.seen_at + timedelta(minutes=policy.session_minutes) <= now:
-        return None
-    return found
+def find_session(session: Session, secret: str, policy: PortalConfig, now: datetime
+                 ) -> tuple[PortalSession, PortalAccount | None] | tuple[None, None]:
+    """The live session for this secret and its account, in one query (every request asks)."""
+    row = session.execute(
+        select(PortalSession, PortalAccount).outerjoin(
+            PortalAccount, PortalAccount.id == PortalSession.account_id)
+        .where(PortalSession.digest == token_digest(secret))).one_or_none()
+    if row is None:
+        return None, None
+    found, account = row
+    if found.ended_at is not None or found.expires_at <= now \
+            or found.seen_at + timedelta(minutes=policy.session_minutes) <= now:
+        return None, None
+    return found, account
 
 
 def visitor(found: PortalSession) -> Visitor:

@@ -161,6 +161,9 @@ class Part(Base):
     key_version: Mapped[int] = mapped_column(Integer, index=True)
     wrapped_key: Mapped[bytes] = mapped_column(LargeBinary(128))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # For an HTML body: how many remote images the sanitiser blocks, counted at the first
+    # opening, so the message page need not open and sanitise the body every time.
+    remote_images: Mapped[int | None] = mapped_column(Integer)
 
     message: Mapped[SecureMessage] = relationship(back_populates="parts")
 

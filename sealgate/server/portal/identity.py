@@ -41,11 +41,10 @@ def load_visitor() -> None:
     service = services()
     moment = now()
     with service.vault.database.session() as db:
-        found = accounts.find_session(db, secret, service.config.portal, moment)
+        found, account = accounts.find_session(db, secret, service.config.portal, moment)
         if found is None:
             session.pop(SESSION_KEY, None)
             return
-        account = db.get(PortalAccount, found.account_id) if found.account_id else None
         g.visitor = accounts.visitor(found)
         g.second_factor_due = (accounts.needs_second_factor(account, service.config.portal)
                                and found.mfa_at is None)
@@ -129,9 +128,11 @@ def readable_message(db: Any, message_id: uuid.UUID) -> Readable:
     """The message if the visitor is one of its recipients and it can still be read.
     Anyone else gets the same 'not here' answer whether or not the message exists."""
     visitor = require_visitor()
-    # Recipients load now: pages show them after the database session has closed.
-    message = db.get(SecureMessage, message_id, options=[selectinload(SecureMessage.recipients)])
-    recipient = recipient_row(db, message_id, visitor.address) if message else None
+    # Recipients and parts load now: pages use them after the database session has closed.
+    message = db.get(SecureMessage, message_id, options=[
+        selectinload(SecureMessage.recipients), selectinload(SecureMessage.parts)])
+    recipient = next((r for r in message.recipients if r.address == visitor.address), None) \
+        if message else None
     if message is None or recipient is None:
         services().vault.record(visitor.address, "portal.denied", "message", str(message_id),
                                 {"ip": request.remote_addr or ""})

@@ -24,7 +24,7 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from sealgate.config import Config
 from sealgate.mail import notices
@@ -90,15 +90,19 @@ def message(message_id: uuid.UUID) -> ResponseReturnValue:
     allow_remote = request.args.get("remote") == "1"
     with service.vault.database.session() as db:
         readable = readable_message(db, message_id)
-        parts = _parts(message_id)
-        body = _body(readable.message, parts, allow_remote=False)
+        parts = list(readable.message.parts)
         others = [r.address for r in readable.message.recipients
                   if r.address != readable.visitor.address]
-    first = _record_open(readable)
+    html = next((p for p in parts if p.kind is PartKind.HTML), None)
+    blocked = html.remote_images if html is not None else 0
+    if html is not None and blocked is None:
+        blocked = _body(readable.message, parts, allow_remote=False).blocked_remote
+    first = _record_open(readable, html if html is not None and html.remote_images is None
+                         else None, blocked or 0)
     attachments = [p for p in parts if p.kind is PartKind.ATTACHMENT]
     response = make_response(render_template(
         "portal/message.html", message=readable.message, others=others,
-        attachments=attachments, blocked=body.blocked_remote, allow_remote=allow_remote,
+        attachments=attachments, blocked=blocked, allow_remote=allow_remote,
         visitor=readable.visitor, body_url=url_for(
             "portal.message_body", message_id=message_id,
             remote="1" if allow_remote else None)))
@@ -115,7 +119,8 @@ def message_body(message_id: uuid.UUID) -> ResponseReturnValue:
     allow_remote = request.args.get("remote") == "1"
     with services().vault.database.session() as db:
         readable = readable_message(db, message_id)
-        body = _body(readable.message, _parts(message_id), allow_remote=allow_remote)
+        body = _body(readable.message, list(readable.message.parts),
+                     allow_remote=allow_remote)
     images = "'self' data: https: http:" if allow_remote else "'self' data:"
     document = ("<!doctype html><html><head><meta charset=\"utf-8\">"
                 f"<style>{BODY_STYLE}</style></head><body>{body.html}</body></html>")
@@ -133,7 +138,7 @@ def message_body(message_id: uuid.UUID) -> ResponseReturnValue:
 def print_view(message_id: uuid.UUID) -> ResponseReturnValue:
     with services().vault.database.session() as db:
         readable = readable_message(db, message_id)
-        parts = _parts(message_id)
+        parts = list(readable.message.parts)
         body = _body(readable.message, parts, allow_remote=False)
     return render_template("portal/print.html", message=readable.message, body=body.html,
                            attachments=[p for p in parts if p.kind is PartKind.ATTACHMENT])
@@ -206,10 +211,6 @@ def question(message_id: uuid.UUID) -> ResponseReturnValue:
 
 # -- helpers -----------------------------------------------------------------------------
 
-def _parts(message_id: uuid.UUID) -> list[Part]:
-    return services().vault.parts(message_id)
-
-
 def _body(message: SecureMessage, parts: list[Part], allow_remote: bool) -> SafeHtml:
     vault = services().vault
     by_cid = {p.content_id.strip("<>"): p for p in parts
@@ -233,8 +234,9 @@ def _body(message: SecureMessage, parts: list[Part], allow_remote: bool) -> Safe
     return SafeHtml(plain_text_to_html(content), 0, ())
 
 
-def _record_open(readable: Readable) -> datetime | None:
-    """First and last opening, in the audit trail; the time when this was the first."""
+def _record_open(readable: Readable, counted: Part | None, blocked: int) -> datetime | None:
+    """First and last opening, in the audit trail (and the body's remote images, when they
+    were just counted); the time when this was the first opening."""
     service = services()
     moment = now()
     with service.vault.database.writing() as db:
@@ -245,6 +247,8 @@ def _record_open(readable: Readable) -> datetime | None:
         if first:
             recipient.first_opened_at = moment
         recipient.last_opened_at = moment
+        if counted is not None:
+            db.execute(update(Part).where(Part.id == counted.id).values(remote_images=blocked))
         service.vault.record_in(db, readable.visitor.address, "message.viewed", "message",
                                 str(readable.message.id), {"ip": request.remote_addr or "",
                                                            "first": first})

@@ -51,6 +51,9 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('attempts', sa.Integer(), server_default='0', nullable=False))
         batch_op.create_index(batch_op.f('ix_access_tokens_address'), ['address'], unique=False)
 
+    with op.batch_alter_table('parts', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('remote_images', sa.Integer(), nullable=True))
+
     with op.batch_alter_table('portal_accounts', schema=None) as batch_op:
         batch_op.add_column(sa.Column('totp_key_version', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('totp_wrapped', sa.LargeBinary(length=128), nullable=True))
@@ -81,6 +84,9 @@ def downgrade() -> None:
         batch_op.drop_column('answer_hash')
         batch_op.drop_column('question')
         batch_op.drop_column('downloads')
+
+    with op.batch_alter_table('parts', schema=None) as batch_op:
+        batch_op.drop_column('remote_images')
 
     with op.batch_alter_table('portal_accounts', schema=None) as batch_op:
         batch_op.drop_column('totp_last_step')
