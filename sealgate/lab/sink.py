@@ -44,6 +44,13 @@ class _Handler:
     def __init__(self, sink: SmtpSink) -> None:
         self._sink = sink
 
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          rcpt_options: list[str]) -> str:
+        if address.lower() in self._sink.refuse:
+            return "550 5.1.1 sink refuses this recipient"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         raw = envelope.original_content
         if raw is None:
@@ -65,9 +72,11 @@ class SmtpSink:
     """Accepts any sender and recipient on 127.0.0.1 and keeps every message in memory
     (and, with `maildir`, as one .eml file each, mode 0600, for a person to look at)."""
 
-    def __init__(self, port: int = 0, maildir: Path | None = None) -> None:
+    def __init__(self, port: int = 0, maildir: Path | None = None,
+                 refuse: frozenset[str] = frozenset()) -> None:
         self.port = port
         self.maildir = maildir
+        self.refuse = refuse  # recipients answered 550, as a mail server that has no such box
         self._messages: list[Delivered] = []
         self._changed = threading.Condition()
         self._counter = itertools.count(1)

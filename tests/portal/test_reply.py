@@ -225,6 +225,23 @@ def test_when_the_mta_does_not_answer_nothing_is_sent_and_nothing_stays_sealed(
         assert db.scalars(select(SecureMessage.id)).all() == [uuid.UUID(message_id)]
 
 
+def test_a_reply_that_reaches_only_some_is_kept_and_the_writer_told_who_is_missing(
+        client: FlaskClient, vault: Vault, config: Config, sink: SmtpSink) -> None:
+    message_id = deposit(vault, config, original(to=(PATIENT, OTHER)),
+                         recipients=(PATIENT, OTHER))
+    sign_in_with_code(client, sink, PATIENT)
+    sink.refuse = frozenset({OTHER})  # the carer's notice is refused, the doctor's copy goes
+
+    response = post_reply(client, message_id, reply_all=True)
+    assert response.status_code == 200
+    assert f"could not be delivered to {OTHER}".encode() in response.data
+    assert delivered_to(sink, SENDER) == 1 and delivered_to(sink, OTHER) == 0
+    [reply] = replies_to(vault, message_id)  # kept: the doctor's copy links nowhere else
+    [partly] = events(vault, "message.reply_partly_sent")
+    assert partly.details == {"reply": str(reply.id), "missing": [OTHER]}
+    assert events(vault, "message.deleted") == []
+
+
 def test_a_reply_without_the_csrf_token_is_refused_and_sends_nothing(
         client: FlaskClient, vault: Vault, config: Config, sink: SmtpSink) -> None:
     message_id = deposit(vault, config)
