@@ -141,15 +141,8 @@ def sent_securely(branding: Branding, *, from_address: str, to: str, subject: st
     quoted, tracking_link = _quoted_subject(subject), clean(tracking_link)
     listed = _list([clean(r, _NAME_MAX) for r in recipients])
     sentence = f"Your message {quoted} was sent securely to {listed}."
-    action = "See who has opened it, or withdraw it"
-    text = "\n".join([sentence, "", f"{action}:", tracking_link])
-    html = "\n".join([
-        f"<p style=\"font-size:16px\">{escape(sentence)}</p>",
-        html_button(branding, action, tracking_link),
-        html_link_text(tracking_link),
-    ])
-    return _notice(branding, from_address, to, f"Sent securely: {_short_subject(subject)}",
-                   text, html)
+    return _tracking_notice(branding, from_address, to, sentence, tracking_link,
+                            f"Sent securely: {_short_subject(subject)}")
 
 
 def read_receipt(branding: Branding, *, from_address: str, to: str, subject: str,
@@ -158,6 +151,13 @@ def read_receipt(branding: Branding, *, from_address: str, to: str, subject: str
     tracking_link = clean(tracking_link)
     sentence = (f"{clean(reader, _NAME_MAX) or 'A recipient'} opened your secure message "
                 f"{_quoted_subject(subject)} on {human_date(opened_at)}.")
+    return _tracking_notice(branding, from_address, to, sentence, tracking_link,
+                            f"Opened: {_short_subject(subject)}")
+
+
+def _tracking_notice(branding: Branding, from_address: str, to: str, sentence: str,
+                     tracking_link: str, subject: str) -> EmailMessage:
+    """A notice to the sender: one sentence, and the way to the tracking page."""
     action = "See who has opened it, or withdraw it"
     text = "\n".join([sentence, "", f"{action}:", tracking_link])
     html = "\n".join([
@@ -165,8 +165,7 @@ def read_receipt(branding: Branding, *, from_address: str, to: str, subject: str
         html_button(branding, action, tracking_link),
         html_link_text(tracking_link),
     ])
-    return _notice(branding, from_address, to, f"Opened: {_short_subject(subject)}",
-                   text, html)
+    return _notice(branding, from_address, to, subject, text, html)
 
 
 def reply_message(*, from_address: str, from_name: str, to: Sequence[str], cc: Sequence[str],

@@ -11,6 +11,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from sealgate.server.app import services
 from sealgate.server.links import tracked_message
@@ -30,6 +31,13 @@ def _message_id(token: str) -> uuid.UUID:
     return found
 
 
+def _stored(db: Session, message_id: uuid.UUID) -> SecureMessage:
+    found = db.get(SecureMessage, message_id)
+    if found is None:
+        abort(404, description=_("This message is no longer stored."))
+    return found
+
+
 def _forms(message: SecureMessage) -> tuple[ConfirmForm, ExpiryForm, QuestionForm]:
     question = QuestionForm(prefix="q")
     question.recipient.choices = [(r.id, r.address) for r in message.recipients]
@@ -41,9 +49,7 @@ def tracking(token: str) -> ResponseReturnValue:
     message_id = _message_id(token)
     service = services()
     with service.vault.database.session() as db:
-        message = db.get(SecureMessage, message_id)
-        if message is None:
-            abort(404, description=_("This message is no longer stored."))
+        message = _stored(db, message_id)
         replies = db.scalar(select(func.count()).select_from(SecureMessage).where(
             SecureMessage.in_reply_to_id == message_id)) or 0
         recipients = list(message.recipients)
@@ -60,9 +66,7 @@ def retract(token: str) -> ResponseReturnValue:
         abort(400, description=_("The form expired; go back and try again."))
     service = services()
     with service.vault.database.writing() as db:
-        message = db.get(SecureMessage, message_id)
-        if message is None:
-            abort(404, description=_("This message is no longer stored."))
+        message = _stored(db, message_id)
         if message.state is MessageState.ACTIVE:
             message.state = MessageState.RETRACTED
             message.state_changed_at = now()
@@ -81,9 +85,7 @@ def set_expiry(token: str) -> ResponseReturnValue:
     service = services()
     days = form.days.data or 0
     with service.vault.database.writing() as db:
-        message = db.get(SecureMessage, message_id)
-        if message is None:
-            abort(404, description=_("This message is no longer stored."))
+        message = _stored(db, message_id)
         message.expires_at = now() + timedelta(days=days) if days else None
         service.vault.record_in(db, message.sender, "message.expiry_set", "message",
                                 str(message_id), {"days": days})
@@ -96,9 +98,7 @@ def set_question(token: str) -> ResponseReturnValue:
     message_id = _message_id(token)
     service = services()
     with service.vault.database.writing() as db:
-        message = db.get(SecureMessage, message_id)
-        if message is None:
-            abort(404, description=_("This message is no longer stored."))
+        message = _stored(db, message_id)
         form = _forms(message)[2]
         # Checked as the recipient's answer will be: case and spaces do not count.
         if not form.validate_on_submit() \
