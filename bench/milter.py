@@ -90,7 +90,10 @@ class Bench:
             self.milters = {"noop": f"inet:127.0.0.1:{noop_port}",
                             "sealgate": f"inet:127.0.0.1:{milter_port}"}
         home = self.root / "home"
-        env = {key: value for key, value in os.environ.items() if not key.startswith("SEALGATE_")}
+        # Portal settings may be given from outside, e.g. SEALGATE_PORTAL__NOTIFY_SENDER=false
+        # to see what the sender's notice costs; nothing else of the caller's.
+        env = {key: value for key, value in os.environ.items()
+               if not key.startswith("SEALGATE_") or key.startswith("SEALGATE_PORTAL__")}
         env.update({
             "SEALGATE_SERVER__LISTEN": f"127.0.0.1:{web_port}",
             "SEALGATE_SERVER__WORKERS": "2",
