@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,7 +77,8 @@ def init(ctx: Context, organisation: str | None, domains: tuple[str, ...]) -> No
     if config_path.exists():
         click.echo(f"kept      {config_path}")
     else:
-        text = config.initial_config(secrets.token_urlsafe(48), secrets.token_urlsafe(32))
+        text = config.initial_config(secrets.token_urlsafe(48), secrets.token_urlsafe(32),
+                                     str(uuid.uuid4()))
         if organisation:
             text = text.replace('name = "Example Organisation"', f"name = {_toml(organisation)}")
         if domains:

@@ -166,6 +166,24 @@ class OutboundConfig(_Section):
     from_address: Annotated[str, AfterValidator(_optional_address)] = ""
 
 
+class AddinConfig(_Section):
+    """The Outlook add-in and the API it calls with Microsoft identity platform tokens."""
+
+    # The add-in's app registration in Entra ID (Azure AD); empty: the add-in API is off.
+    client_id: str = ""
+    # Tenants whose users may call the API (tenant ids); no tenant: nobody.
+    tenants: Strings = Field(default_factory=list)
+    scope: str = "access_as_user"
+    # Where the signing keys are published; tokens must be signed by one of them.
+    jwks_url: Annotated[str, AfterValidator(_http_url)] = (
+        "https://login.microsoftonline.com/common/discovery/v2.0/keys")
+    # The issuer every token must name; {tenant} is the token's own tenant id.
+    issuer: str = "https://login.microsoftonline.com/{tenant}/v2.0"
+    # The manifest's own id (a GUID); `sealgate init` makes one.
+    manifest_id: str = ""
+    max_scan_mb: int = Field(default=25, ge=1, le=60, description="largest draft to scan")
+
+
 class InternalApiConfig(_Section):
     secret: str = Field(default="", description="milter → server shared secret; set by init")
 
@@ -189,6 +207,7 @@ class Config(_Section):
     milter: MilterConfig = Field(default_factory=MilterConfig)
     portal: PortalConfig = Field(default_factory=PortalConfig)
     outbound: OutboundConfig = Field(default_factory=OutboundConfig)
+    addin: AddinConfig = Field(default_factory=AddinConfig)
     internal_api: InternalApiConfig = Field(default_factory=InternalApiConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     vault: VaultConfig = Field(default_factory=VaultConfig)
@@ -384,6 +403,17 @@ relay = ""
 # Empty: no-reply@ the first organisation domain.
 from_address = ""
 
+[addin]
+# The Outlook add-in's app registration (Entra ID): its client id, the tenants whose users
+# may use it, and the scope the add-in asks for. Empty client_id: the add-in API is off.
+client_id = ""
+tenants = []
+scope = "access_as_user"
+jwks_url = "https://login.microsoftonline.com/common/discovery/v2.0/keys"
+issuer = "https://login.microsoftonline.com/{{tenant}}/v2.0"
+manifest_id = "{manifest_id}"
+max_scan_mb = 25
+
 [internal_api]
 # Shared by the milter and the server; keep this file readable by them only.
 secret = "{internal_secret}"
@@ -399,5 +429,6 @@ durable = true
 """
 
 
-def initial_config(secret_key: str, internal_secret: str) -> str:
-    return INITIAL_CONFIG.format(secret_key=secret_key, internal_secret=internal_secret)
+def initial_config(secret_key: str, internal_secret: str, manifest_id: str) -> str:
+    return INITIAL_CONFIG.format(secret_key=secret_key, internal_secret=internal_secret,
+                                 manifest_id=manifest_id)

@@ -32,7 +32,8 @@ def test_home_comes_from_flag_then_environment_then_var(tmp_path: Path,
 
 
 def test_the_initial_file_is_valid(tmp_path: Path) -> None:
-    home = write(tmp_path, config.initial_config("k" * 40, "s" * 40))
+    home = write(tmp_path, config.initial_config("k" * 40, "s" * 40,
+                                                 "0b8a3f0e-5c2d-4e8f-9a1b-2c3d4e5f6a7b"))
     loaded = config.load(home, {})
     assert loaded.server.secret_key == "k" * 40
     assert loaded.organisation.domains == ["example.org"]
