@@ -417,6 +417,35 @@ def db_upgrade(ctx: Context) -> None:
         database.dispose()
 
 
+@cli.command("manifest")
+@click.option("--base-url", default=None, metavar="https://HOST",
+              help="Where Outlook reaches this server (default: server.base_url).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
+              help="Write the manifest to FILE (default: standard output).")
+@pass_context
+def manifest(ctx: Context, base_url: str | None, output: str | None) -> None:
+    """Render the Outlook add-in manifest (manifest.xml) for this deployment."""
+    from urllib.parse import urlsplit
+
+    from sealgate.server.addin_manifest import render_manifest
+
+    settings = ctx.config()
+    text = render_manifest(settings, base_url or settings.server.base_url)
+    server_host = urlsplit(settings.server.base_url).netloc.lower()
+    if base_url and urlsplit(base_url.strip()).netloc.lower() != server_host:
+        click.echo(f"sealgate: warning: --base-url is not on the host of server.base_url "
+                   f"({server_host}), from which the server names the add-in's script and "
+                   "token audience: single sign-on can fail until both name one host", err=True)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        Path(output).write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise SealgateError(f"cannot write {output}: {error.strerror or error}") from None
+    click.echo(f"wrote     {output}")
+
+
 def main(argv: list[str] | None = None) -> None:
     os.umask(0o077)  # everything Sealgate writes (database, blobs, sockets) is the owner's only
     try:

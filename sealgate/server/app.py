@@ -68,7 +68,9 @@ def create_app(config: Config, vault: Vault | None = None) -> Flask:
                                 x_proto=config.server.trusted_proxies)
     app.extensions["sealgate"] = Services(config=config, vault=vault or Vault.open(config))
 
+    from sealgate.server.addin_pages import addin_pages
     from sealgate.server.api import api
+    from sealgate.server.api.addin import addin
     from sealgate.server.api.internal import internal
     from sealgate.server.branding import brand, page_context
     from sealgate.server.health import health
@@ -77,11 +79,14 @@ def create_app(config: Config, vault: Vault | None = None) -> Flask:
 
     app.register_blueprint(health)
     app.register_blueprint(api, url_prefix="/api/v1")
+    app.register_blueprint(addin, url_prefix="/api/v1")
     app.register_blueprint(internal, url_prefix="/api/v1/internal")
     app.register_blueprint(brand)
     app.register_blueprint(portal)
+    app.register_blueprint(addin_pages)
     csrf = CSRFProtect(app)
     csrf.exempt(api)
+    csrf.exempt(addin)  # bearer tokens, not cookies: nothing a foreign page could ride on
     csrf.exempt(internal)
     limiter.init_app(app)
     babel = Babel()
@@ -96,7 +101,10 @@ def create_app(config: Config, vault: Vault | None = None) -> Flask:
         response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers.setdefault("X-Frame-Options", "DENY")
+        # X-Frame-Options can only say "nobody": sent where the policy says so too (pages
+        # meant to be framed, the add-in's and a message body's, set their own policy).
+        if "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]:
+            response.headers.setdefault("X-Frame-Options", "DENY")
         if https:
             response.headers["Strict-Transport-Security"] = "max-age=31536000"
         return response

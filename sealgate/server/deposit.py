@@ -43,7 +43,9 @@ def deposit_message(vault: Vault, config: Config, raw: bytes, mail_from: str,
     parts += [NewPart(PartKind.INLINE if a.inline else PartKind.ATTACHMENT, a.data,
                       a.content_type, a.filename, a.content_id) for a in parsed.attachments]
     sender_name = parsed.sender_name or mail_from
-    sender = parsed.sender_address or mail_from
+    # The envelope sender the MTA accepted, not the From header anyone can write: the sender
+    # may follow and withdraw the message, and replies go back to this mailbox.
+    sender = mail_from or parsed.sender_address
     message_id = vault.deposit(NewMessage(
         sender=sender, sender_name=sender_name, subject=subject,
         recipients=[NewRecipient(r.lower(), DeliveryMethod.PORTAL) for r in recipients],

@@ -61,7 +61,7 @@ def test_help_everywhere(tmp_path: Path) -> None:
     for command in ([], ["init"], ["serve"], ["milter"], ["run"], ["check"], ["keys"],
                     ["keys", "rotate"], ["keys", "rewrap"], ["keys", "retire"],
                     ["keys", "status"], ["audit"], ["audit", "verify"], ["db", "upgrade"],
-                    ["vault", "verify"]):
+                    ["vault", "verify"], ["manifest"]):
         result = sealgate(tmp_path, *command, "--help")
         assert result.returncode == 0 and "Usage:" in result.stdout, command
 

@@ -107,3 +107,19 @@ def test_unreadable_mime_is_a_permanent_refusal(client: FlaskClient, settings: C
 
 def test_unknown_message_page_is_404(client: FlaskClient) -> None:
     assert client.get(f"/m/{uuid.uuid4()}").status_code == 404
+
+
+def test_the_sender_of_record_is_the_envelope_sender_not_the_from_header(
+        client: FlaskClient, settings: Config, vault: Vault) -> None:
+    """A From header naming a colleague gives that colleague no rights over the message."""
+    message = EmailMessage()
+    message["From"] = "The Boss <boss@example.org>"
+    message["To"] = "patient@gmail.test"
+    message["Subject"] = "Lab results"
+    message.set_content("Your results are normal.")
+    response = post(client, settings, payload(message.as_bytes()))
+    assert response.status_code == 201  # type: ignore[attr-defined]
+    message_id = uuid.UUID(response.json["message_id"])  # type: ignore[attr-defined]
+    with vault.database.session() as db:
+        stored = vault.message(db, message_id)
+        assert stored.sender == "who@example.org" and stored.sender_name == "The Boss"

@@ -5,11 +5,9 @@ print view, and the sender's question when one is set. Every page starts at
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from datetime import datetime
 from functools import partial
-from urllib.parse import quote
 
 from flask import (
     Response,
@@ -19,21 +17,16 @@ from flask import (
     redirect,
     render_template,
     request,
-    stream_with_context,
     url_for,
 )
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from sealgate.config import Config
-from sealgate.mail import notices
-from sealgate.mail.sanitise import SafeHtml, plain_text_to_html, sanitise
+from sealgate.mail.sanitise import SafeHtml
+from sealgate.server import reading_core as core
 from sealgate.server.app import services
-from sealgate.server.branding import branding
 from sealgate.server.limits import CREDENTIALS, limiter
-from sealgate.server.links import tracking_link
-from sealgate.server.outbox import DeliveryError, send
 from sealgate.server.portal import portal
 from sealgate.server.portal.forms import AnswerForm
 from sealgate.server.portal.identity import (
@@ -49,8 +42,6 @@ from sealgate.vault.accounts import Check
 from sealgate.vault.models import Part, PartKind, Recipient, SecureMessage
 
 log = logging.getLogger(__name__)
-_SAFE_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
-_INLINE_IMAGES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
 BODY_STYLE = ("body{margin:0;padding:4px;font:15px/1.5 system-ui,-apple-system,'Segoe UI',"
               "Roboto,Arial,sans-serif;color:#1b1b1b;overflow-wrap:anywhere}"
               "img{max-width:100%;height:auto}table{max-width:100%}")
@@ -108,7 +99,8 @@ def message(message_id: uuid.UUID) -> ResponseReturnValue:
             remote="1" if allow_remote else None)))
     if first is not None and service.config.portal.read_receipts:
         # After the page is sent: a slow mail server never keeps the reader waiting.
-        response.call_on_close(partial(_send_read_receipt, service.config, readable, first))
+        response.call_on_close(partial(core.send_read_receipt, service.config,
+                                       readable.message, readable.visitor.address, first))
     return response
 
 
@@ -154,24 +146,10 @@ def download(message_id: uuid.UUID, part_id: uuid.UUID) -> ResponseReturnValue:
                 PartKind.ATTACHMENT, PartKind.INLINE):
             abort(404, description=_("This attachment is not part of the message."))
         db.expunge(part)
-    inline = part.kind is PartKind.INLINE and part.content_type in _INLINE_IMAGES
-    if not inline:
-        with service.vault.database.writing() as db:
-            recipient = db.get(Recipient, readable.recipient.id)
-            if recipient is not None:
-                recipient.downloads += 1
-            service.vault.record_in(db, readable.visitor.address, "message.downloaded",
-                                    "message", str(message_id),
-                                    {"part": str(part.id), "filename": part.filename or "",
-                                     "ip": request.remote_addr or ""})
-    response = Response(stream_with_context(service.vault.stream_part(part)),
-                        mimetype=_served_type(part.content_type))
-    response.headers["Content-Length"] = str(part.size)
-    response.headers["Content-Disposition"] = _disposition(
-        "inline" if inline else "attachment", part.filename or "attachment")
-    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    response.headers["Cache-Control"] = "private, no-store"
-    return response
+    if not core.shown_inline(part):
+        core.record_download(service.vault, readable.recipient.id, readable.visitor.address,
+                             part, {"ip": request.remote_addr or ""})
+    return core.part_response(service.vault, part)
 
 
 @portal.route("/m/<uuid:message_id>/question", methods=["GET", "POST"])
@@ -212,68 +190,13 @@ def question(message_id: uuid.UUID) -> ResponseReturnValue:
 # -- helpers -----------------------------------------------------------------------------
 
 def _body(message: SecureMessage, parts: list[Part], allow_remote: bool) -> SafeHtml:
-    vault = services().vault
-    by_cid = {p.content_id.strip("<>"): p for p in parts
-              if p.kind is PartKind.INLINE and p.content_id}
-
-    def part_url(content_id: str) -> str | None:
-        found = by_cid.get(content_id)
-        return url_for("portal.download", message_id=message.id, part_id=found.id) \
-            if found else None
-
-    html = next((p for p in parts if p.kind is PartKind.HTML), None)
-    if html is not None:
-        result = sanitise(vault.read_part(html).decode("utf-8", "replace"), part_url=part_url,
-                          allow_remote=allow_remote)
-        if result.removed:
-            log.info("message %s: neutralised in the HTML body: %s", message.id,
-                     ", ".join(result.removed))
-        return result
-    text = next((p for p in parts if p.kind is PartKind.TEXT), None)
-    content = vault.read_part(text).decode("utf-8", "replace") if text is not None else ""
-    return SafeHtml(plain_text_to_html(content), 0, ())
+    return core.message_body(
+        services().vault, message.id, parts,
+        lambda part: url_for("portal.download", message_id=message.id, part_id=part.id),
+        allow_remote=allow_remote)
 
 
 def _record_open(readable: Readable, counted: Part | None, blocked: int) -> datetime | None:
-    """First and last opening, in the audit trail (and the body's remote images, when they
-    were just counted); the time when this was the first opening."""
-    service = services()
-    moment = now()
-    with service.vault.database.writing() as db:
-        recipient = db.get(Recipient, readable.recipient.id)
-        if recipient is None:
-            return None
-        first = recipient.first_opened_at is None
-        if first:
-            recipient.first_opened_at = moment
-        recipient.last_opened_at = moment
-        if counted is not None:
-            db.execute(update(Part).where(Part.id == counted.id).values(remote_images=blocked))
-        service.vault.record_in(db, readable.visitor.address, "message.viewed", "message",
-                                str(readable.message.id), {"ip": request.remote_addr or "",
-                                                           "first": first})
-    return moment if first else None
-
-
-def _send_read_receipt(config: Config, readable: Readable, opened_at: datetime) -> None:
-    message = readable.message
-    try:
-        send(config, notices.read_receipt(
-            branding(config), from_address=config.from_address, to=message.sender,
-            subject=message.subject, reader=readable.visitor.address, opened_at=opened_at,
-            tracking_link=tracking_link(config, message.id)))
-    except DeliveryError as error:
-        log.warning("read receipt for %s not sent: %s", message.id, error)
-
-
-def _served_type(declared: str) -> str:
-    kind = declared.split(";")[0].strip().lower()
-    return kind if _SAFE_TYPE.match(kind) else "application/octet-stream"
-
-
-def _disposition(kind: str, filename: str) -> str:
-    """Both forms: a plain ASCII fallback and RFC 6266's UTF-8 `filename*`."""
-    cleaned = "".join(ch for ch in filename if ch.isprintable() and ch not in "\\/\"") \
-        or "attachment"
-    fallback = cleaned.encode("ascii", "replace").decode("ascii").replace("?", "_")
-    return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{quote(cleaned, safe='')}"
+    return core.record_open(services().vault, readable.recipient.id, readable.visitor.address,
+                            readable.message.id, {"ip": request.remote_addr or ""},
+                            counted, blocked)

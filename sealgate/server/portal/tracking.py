@@ -13,13 +13,14 @@ from flask_babel import gettext as _
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from sealgate.server import reading_core as core
 from sealgate.server.app import services
 from sealgate.server.links import tracked_message
 from sealgate.server.portal import portal
 from sealgate.server.portal.forms import ConfirmForm, ExpiryForm, QuestionForm
 from sealgate.server.portal.identity import now
 from sealgate.vault import accounts
-from sealgate.vault.models import MessageState, Recipient, SecureMessage
+from sealgate.vault.models import Recipient, SecureMessage
 
 
 def _message_id(token: str) -> uuid.UUID:
@@ -67,11 +68,8 @@ def retract(token: str) -> ResponseReturnValue:
     service = services()
     with service.vault.database.writing() as db:
         message = _stored(db, message_id)
-        if message.state is MessageState.ACTIVE:
-            message.state = MessageState.RETRACTED
-            message.state_changed_at = now()
-            service.vault.record_in(db, message.sender, "message.retracted", "message",
-                                    str(message_id), {"ip": request.remote_addr or ""})
+        core.retract(service.vault, db, message, message.sender,
+                     {"ip": request.remote_addr or ""})
     flash(_("The message is withdrawn: its recipients can no longer open it."), "info")
     return redirect(url_for("portal.tracking", token=token))
 
