@@ -3,6 +3,7 @@ processes, and a loopback sink that captures what Postfix delivers."""
 
 from __future__ import annotations
 
+import json
 import os
 import smtplib
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 from sealgate.lab.host import free_ports
 from sealgate.lab.postfix import PrivatePostfix
 from sealgate.lab.sink import SmtpSink
+from tests.api.conftest import CLIENT_ID, KID, TENANT, KeyServer, mint_with, new_key, public_jwk
 from tests.conftest import run_cli
 from tests.integration.messages import (
     SECRET_BYTES,
@@ -158,6 +160,37 @@ def test_tag_header_triggers_and_is_removed(lab: Gateway) -> None:
     message = parsed(delivered)
     assert message["Subject"] == "Quarterly figures"
     assert message["X-Sealgate-Encrypt"] is None
+
+
+def test_a_draft_tagged_by_the_addin_arrives_as_a_notification(lab: Gateway) -> None:
+    """The add-in's path: a tag from the API (with a Microsoft identity platform token
+    checked against a key set on loopback), set as the header Outlook would set."""
+    key = new_key()
+    with KeyServer([public_jwk(key, KID)]) as keys:
+        lab.stop_server()
+        saved = dict(lab.env)
+        lab.env.update({"SEALGATE_ADDIN__CLIENT_ID": CLIENT_ID,
+                        "SEALGATE_ADDIN__TENANTS": TENANT,
+                        "SEALGATE_ADDIN__JWKS_URL": keys.url})
+        try:
+            lab.start_server()
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{lab.web_port}/api/v1/tags", data=b"{}", method="POST",
+                headers={"Authorization": f"Bearer {mint_with(key)}",
+                         "Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                tag = json.loads(answer.read())
+        finally:
+            lab.stop_server()
+            lab.env.clear()
+            lab.env.update(saved)
+            lab.start_server()
+    assert tag["header"] == "X-Sealgate-Encrypt" and len(tag["value"]) >= 20
+    lab.send(compose("Board minutes", X_Sealgate_Encrypt=tag["value"]), ["chair@partner.test"])
+    (delivered,) = lab.sink.wait_for(1)
+    assert_no_secret(delivered)
+    message = parsed(delivered)
+    assert message["X-Sealgate-Message-Id"] and message["X-Sealgate-Encrypt"] is None
 
 
 def test_clean_mail_passes_with_its_body_unchanged(lab: Gateway) -> None:
