@@ -31,6 +31,12 @@ test: $(VENV)/.installed
 	scripts/sendmail-prefix.sh  # Debian's sendmail, unpacked privately for the Sendmail tests
 	$(BIN)/ruff check sealgate tests bench deploy
 	$(BIN)/mypy sealgate
+	# The Outlook add-in's JavaScript: node's own test runner, with office-addin-mock and
+	# @microsoft/office-js from npm (pinned in addin/package-lock.json); Debian's Node when
+	# there is none. The browser tests below load office.js from addin/node_modules.
+	command -v npm >/dev/null || scripts/system-packages.sh nodejs npm
+	npm ci --prefix addin --no-audit --no-fund
+	npm test --prefix addin
 	$(AS_ROOT) $(BIN)/pytest -p no:cacheprovider
 
 install: $(VENV)/.installed

@@ -38,7 +38,9 @@ OUTLOOK_FRAME_ANCESTORS = (
     "https://outlook.live.com",
 )
 ADDIN_CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+    # 'unsafe-inline' styles: the read pane shows the (server-sanitised, style-filtered)
+    # message in a srcdoc frame, which inherits this policy; scripts stay 'self' only.
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
     f"script-src 'self' {OFFICE_JS_ORIGIN}; object-src 'none'; base-uri 'none'; "
     "form-action 'self'; "
     f"frame-ancestors {' '.join(OUTLOOK_FRAME_ANCESTORS)}"

@@ -305,6 +305,21 @@ def test_the_sender_sees_the_message_with_its_tracking(client: FlaskClient, mint
     assert [e.actor for e in events(vault, "message.viewed")] == [PATIENT]
 
 
+def test_the_sender_finds_a_sent_message_by_its_message_id(client: FlaskClient, mint: Mint,
+                                                          vault: Vault, config: Config) -> None:
+    """The sender's own sent copy carries only the original Message-ID (<m1@example.org>)."""
+    message_id = deposit(vault, config)
+    as_sender = bearer(mint(preferred_username=SENDER))
+    for given in ("<m1@example.org>", "m1@example.org"):
+        found = client.get(f"/api/v1/messages?internet_message_id={given}", headers=as_sender)
+        assert found.status_code == 200 and found.json == {"messages": [{"id": message_id}]}
+    as_recipient = client.get("/api/v1/messages?internet_message_id=<m1@example.org>",
+                              headers=bearer(mint()))
+    assert as_recipient.json == {"messages": []}  # only messages the caller sent
+    missing = client.get("/api/v1/messages", headers=as_sender)
+    assert missing.status_code == 400 and missing.json["field"] == "internet_message_id"
+
+
 def test_someone_else_gets_a_404_and_the_attempt_is_audited(
         client: FlaskClient, mint: Mint, vault: Vault, config: Config) -> None:
     message_id = rich(vault, config)

@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 
 from flask import Blueprint, Response, abort, current_app, g, jsonify, request
 from flask.blueprints import BlueprintSetupState
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -300,6 +301,24 @@ def _part_url(config: Config, part: Part) -> str:
 
 def _iso(moment: Any) -> str | None:
     return moment.isoformat() if moment is not None else None
+
+
+@addin.get("/messages")
+def sent_by_me() -> Response:
+    """The sender's own sent copy carries the original Message-ID, not a Sealgate link:
+    `?internet_message_id=<...>` finds the secure messages the caller sent with it."""
+    wanted = request.args.get("internet_message_id", "").strip()
+    if not wanted or len(wanted) > 998:
+        _refuse(400, "invalid_field", "give internet_message_id, the draft's Message-ID",
+                field="internet_message_id")
+    bare = wanted.strip("<>")
+    user = current_user()
+    with services().vault.database.session() as db:
+        found = db.scalars(select(SecureMessage.id).where(
+            SecureMessage.sender == user.address,
+            SecureMessage.header_message_id.in_([f"<{bare}>", bare]))
+            .order_by(SecureMessage.created_at.desc()).limit(20)).all()
+    return jsonify(messages=[{"id": str(message_id)} for message_id in found])
 
 
 @addin.get("/messages/<uuid:message_id>")
