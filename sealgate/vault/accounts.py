@@ -38,6 +38,7 @@ from sealgate.vault.models import (
     Recipient,
     RecoveryCode,
 )
+from sealgate.vault.tokens import find as find_token
 
 LOGIN_CODE = "login_code"
 VERIFY_ADDRESS = "verify_address"
@@ -184,6 +185,14 @@ def issue_link(session: Session, purpose: str, account: PortalAccount, lifetime:
     session.add(AccessToken(digest=token_digest(secret), purpose=purpose, account_id=account.id,
                             address=account.address, expires_at=now + lifetime))
     return secret
+
+
+def link_account(session: Session, purpose: str, secret: str,
+                 now: datetime) -> PortalAccount | None:
+    """The account a live link is for, without spending the link."""
+    found = find_token(session, secret, purpose, now)
+    return session.get(PortalAccount, found.account_id) \
+        if found is not None and found.account_id is not None else None
 
 
 def redeem_link(session: Session, purpose: str, secret: str,

@@ -313,3 +313,18 @@ def test_every_page_carries_a_strict_policy(client: FlaskClient) -> None:
         assert response.headers["X-Frame-Options"] == "DENY"
         if path != "/":  # the start page has links, no form
             assert b'name="csrf_token"' in response.data, path
+
+
+def test_a_weak_new_password_is_refused_and_the_reset_link_still_works(
+        client: FlaskClient, vault: Vault, sink: SmtpSink) -> None:
+    register(client, sink)
+    client.get(link_in(sink, PATIENT, "/register/verify/"))
+    post_form(client, "/forgot", address=PATIENT)
+    reset_path = link_in(sink, PATIENT, "/reset/")
+    weak = post_form(client, reset_path, password="password123456", confirm="password123456")
+    assert weak.status_code == 400  # type: ignore[attr-defined]
+    strong = post_form(client, reset_path, password="quiet-meadow-copper-violin",
+                       confirm="quiet-meadow-copper-violin")
+    assert strong.status_code == 302  # type: ignore[attr-defined]
+    assert post_form(client.application.test_client(), "/signin/password", address=PATIENT,
+                     password="quiet-meadow-copper-violin").status_code == 302  # type: ignore[attr-defined]

@@ -14,6 +14,7 @@ from flask_babel import gettext as _
 from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
+from sealgate.config import Config
 from sealgate.crypto.passwords import weakness
 from sealgate.mail import notices
 from sealgate.server.app import services
@@ -59,6 +60,20 @@ def _failed(address: str, how: str, why: str) -> None:
     log.info("portal sign-in failed for %s (%s: %s) from %s", address, how, why,
              request.remote_addr)
     _record("anonymous", "portal.login_failed", address, how=how, why=why)
+
+
+def _verify_mail(config: Config, address: str, secret: str) -> EmailMessage:
+    return notices.verify_address(
+        branding(config), from_address=config.from_address, to=address,
+        link=public_url(config, url_for("portal.verify_address", token=secret)),
+        hours=LINK_HOURS)
+
+
+def _reset_mail(config: Config, address: str, secret: str) -> EmailMessage:
+    return notices.password_reset(
+        branding(config), from_address=config.from_address, to=address,
+        link=public_url(config, url_for("portal.reset_password", token=secret)),
+        minutes=RESET_MINUTES)
 
 
 def _mail(message: EmailMessage) -> bool:
@@ -168,24 +183,17 @@ def register() -> ResponseReturnValue:
         if problem:
             form.password.errors = [problem]
             return render_template("portal/register.html", form=form), 400
-        moment = now()
         with service.vault.database.writing() as db:
             account = accounts.register(db, address, form.password.data or "")
-            existing = accounts.find_account(db, address) if account is None else None
             if account is not None:
-                secret = accounts.issue_link(db, accounts.VERIFY_ADDRESS, account,
-                                             timedelta(hours=LINK_HOURS), moment)
-                message = notices.verify_address(
-                    branding(service.config), from_address=service.config.from_address, to=address,
-                    link=public_url(service.config, url_for("portal.verify_address", token=secret)),
-                    hours=LINK_HOURS)
-            elif existing is not None:  # say the same; offer the owner a new password
-                secret = accounts.issue_link(db, accounts.PASSWORD_RESET, existing,
-                                             timedelta(minutes=RESET_MINUTES), moment)
-                message = notices.password_reset(
-                    branding(service.config), from_address=service.config.from_address, to=address,
-                    link=public_url(service.config, url_for("portal.reset_password", token=secret)),
-                    minutes=RESET_MINUTES)
+                message = _verify_mail(service.config, address, accounts.issue_link(
+                    db, accounts.VERIFY_ADDRESS, account, timedelta(hours=LINK_HOURS), now()))
+            else:  # the address has an account: say the same, offer its owner a new password
+                existing = accounts.find_account(db, address)
+                assert existing is not None
+                message = _reset_mail(service.config, address, accounts.issue_link(
+                    db, accounts.PASSWORD_RESET, existing, timedelta(minutes=RESET_MINUTES),
+                    now()))
         if not _mail(message):
             return render_template("portal/register.html", form=form), 503
         _record("anonymous", "portal.registered", address)
@@ -224,10 +232,7 @@ def forgot_password() -> ResponseReturnValue:
                                           timedelta(minutes=RESET_MINUTES), now())
                       if account is not None and account.verified_at is not None else None)
         if secret is not None:
-            if not _mail(notices.password_reset(
-                    branding(service.config), from_address=service.config.from_address, to=address,
-                    link=public_url(service.config, url_for("portal.reset_password", token=secret)),
-                    minutes=RESET_MINUTES)):
+            if not _mail(_reset_mail(service.config, address, secret)):
                 return render_template("portal/forgot.html", form=form), 503
             _record("anonymous", "portal.reset_requested", address)
         return render_template("portal/check_inbox.html", address=address)
@@ -242,25 +247,26 @@ def reset_password(token: str) -> ResponseReturnValue:
     form = NewPasswordForm()
     if form.validate_on_submit():
         service = services()
+        password = form.password.data or ""
         with service.vault.database.writing() as db:
-            account = accounts.redeem_link(db, accounts.PASSWORD_RESET, token, now())
-            problem = account and weakness(form.password.data or "", user_inputs=[
+            # Looked at first, spent only with a password that passes: a weak one is refused
+            # and the same link still works.
+            account = accounts.link_account(db, accounts.PASSWORD_RESET, token, now())
+            problem = account and weakness(password, user_inputs=[
                 account.address, account.address.partition("@")[0]])
             if account is not None and not problem:
-                accounts.set_password(db, account, form.password.data or "", now())
+                accounts.redeem_link(db, accounts.PASSWORD_RESET, token, now())
+                accounts.set_password(db, account, password, now())
                 address = account.address
         if account is None:
             _failed("unknown", "reset link", "unknown, used or expired link")
             return render_template("error.html", code=400, title=_("This link does not work"),
                                    message=_("It was already used or is too old. Ask for a "
                                              "new one from the sign-in page.")), 400
-        if problem:  # the link was spent by this attempt: issue the next one at once
-            with service.vault.database.writing() as db:
-                fresh = accounts.issue_link(db, accounts.PASSWORD_RESET, account,
-                                            timedelta(minutes=RESET_MINUTES), now())
+        if problem:
             form.password.errors = [problem]
             return render_template("portal/reset.html", form=form,
-                                   action=url_for("portal.reset_password", token=fresh)), 400
+                                   action=url_for("portal.reset_password", token=token)), 400
         _record(address, "portal.password_reset", address)
         flash(_("Your password is changed. Please sign in."), "info")
         return redirect(url_for("portal.password_sign_in"))
