@@ -10,14 +10,24 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from flask import abort, g, make_response, redirect, render_template, request, session, url_for
+from flask import (
+    Response,
+    abort,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from sealgate.server.app import services
 from sealgate.vault import accounts
 from sealgate.vault.accounts import Visitor
-from sealgate.vault.models import PortalAccount, Recipient, SecureMessage
+from sealgate.vault.models import MessageState, PortalAccount, Recipient, SecureMessage
 
 SESSION_KEY = "sid"
 
@@ -140,9 +150,14 @@ def readable_message(db: Any, message_id: uuid.UUID) -> Readable:
             f"There is no secure message for {visitor.address} at this address. If it was "
             "sent to another of your addresses, sign out and sign in with that one."))
     if not message.is_readable(now()):
-        abort(make_response(render_template(
-            "portal/gone.html", message=message,
-            retracted=message.state.value == "retracted"), 410))
+        abort(gone(message))
     if recipient.answer_hash is not None and recipient.id not in visitor.answered:
         go("portal.question", message_id=message_id)
     return Readable(message, recipient, visitor)
+
+
+def gone(message: SecureMessage) -> Response:
+    """The page for a withdrawn or expired message: it says which, and from whom."""
+    return make_response(render_template(
+        "portal/gone.html", message=message,
+        retracted=message.state is MessageState.RETRACTED), 410)

@@ -32,6 +32,7 @@ from sealgate.server.portal.forms import AnswerForm
 from sealgate.server.portal.identity import (
     Readable,
     current_visitor,
+    gone,
     now,
     readable_message,
     recipient_row,
@@ -73,8 +74,7 @@ def message(message_id: uuid.UUID) -> ResponseReturnValue:
                 abort(404, description=_("There is no secure message at this address. Check "
                                          "that the whole link from the email was opened."))
             if not found.is_readable(now()):
-                return render_template("portal/gone.html", message=found,
-                                       retracted=found.state.value == "retracted"), 410
+                return gone(found)
             sender = found.sender_name or found.sender
         return render_template("portal/landing.html", sender=sender,
                                next=url_for("portal.message", message_id=message_id))
