@@ -45,7 +45,8 @@ def deposit_message(vault: Vault, config: Config, raw: bytes, mail_from: str,
     sender_name = parsed.sender_name or mail_from
     # The envelope sender the MTA accepted, not the From header anyone can write: the sender
     # may follow and withdraw the message, and replies go back to this mailbox.
-    sender = mail_from or parsed.sender_address
+    # Lower-cased like the recipients, so every identity comparison is a plain equality.
+    sender = (mail_from or parsed.sender_address or "").lower()
     message_id = vault.deposit(NewMessage(
         sender=sender, sender_name=sender_name, subject=subject,
         recipients=[NewRecipient(r.lower(), DeliveryMethod.PORTAL) for r in recipients],

@@ -123,3 +123,15 @@ def test_the_sender_of_record_is_the_envelope_sender_not_the_from_header(
     with vault.database.session() as db:
         stored = vault.message(db, message_id)
         assert stored.sender == "who@example.org" and stored.sender_name == "The Boss"
+
+
+def test_the_sender_of_record_is_kept_lower_cased_like_the_recipients(
+        client: FlaskClient, settings: Config, vault: Vault) -> None:
+    """Exchange often sends as "John.Doe@…"; the portal and the add-in compare addresses
+    lower-cased, so the sender must be found by its lower-cased address."""
+    body = {**payload(original()), "mail_from": "Who@Example.ORG"}
+    response = post(client, settings, body)
+    assert response.status_code == 201  # type: ignore[attr-defined]
+    message_id = uuid.UUID(response.json["message_id"])  # type: ignore[attr-defined]
+    with vault.database.session() as db:
+        assert vault.message(db, message_id).sender == "who@example.org"

@@ -273,9 +273,10 @@ def _access(db: Session, message_id: uuid.UUID, *, sender_only: bool = False,
     user = current_user()
     message = db.get(SecureMessage, message_id, options=[
         selectinload(SecureMessage.recipients), selectinload(SecureMessage.parts)])
-    recipient = next((r for r in message.recipients if r.address.lower() == user.address),
+    # Addresses are stored lower-cased (server/deposit.py), as token addresses are.
+    recipient = next((r for r in message.recipients if r.address == user.address),
                      None) if message is not None else None
-    is_sender = message is not None and message.sender.strip().lower() == user.address
+    is_sender = message is not None and message.sender == user.address
     if message is None or not (is_sender or (recipient is not None and not sender_only)):
         log.warning("add-in API: %s asked for message %s, which is not theirs", user.address,
                     message_id)

@@ -66,11 +66,9 @@ def create_deposit() -> tuple[Response, int]:
     response = jsonify(message_id=str(deposit.message_id), link=deposit.link,
                        content_type=deposit.notification.content_type,
                        body=base64.b64encode(deposit.notification.body).decode("ascii"))
-    mail_from = payload["mail_from"]
-    if service.config.portal.notify_sender and is_internal(service.config, mail_from):
+    if service.config.portal.notify_sender and is_internal(service.config, deposit.sender):
         # After the milter has its answer: the notice never slows the mail it is about.
-        response.call_on_close(partial(_tell_sender, service.config, deposit, recipients,
-                                           mail_from))
+        response.call_on_close(partial(_tell_sender, service.config, deposit, recipients))
     return response, 201
 
 
@@ -78,13 +76,12 @@ def is_internal(config: Config, address: str) -> bool:
     return domain_of(address) in config.organisation.domains
 
 
-def _tell_sender(config: Config, deposit: Deposit, recipients: list[str],
-                 mail_from: str) -> None:
-    """To the envelope sender the MTA authenticated, never to a From header (which anyone
-    can write): the notice carries the link that can withdraw the message."""
+def _tell_sender(config: Config, deposit: Deposit, recipients: list[str]) -> None:
+    """To the sender of record, the envelope sender the MTA accepted (never a From header,
+    which anyone can write): the notice carries the link that can withdraw the message."""
     try:
         send(config, notices.sent_securely(
-            branding(config), from_address=config.from_address, to=mail_from,
+            branding(config), from_address=config.from_address, to=deposit.sender,
             subject=deposit.subject, recipients=recipients,
             tracking_link=tracking_link(config, deposit.message_id)))
     except DeliveryError as error:
