@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import smtplib
+from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import getaddresses
 
@@ -39,3 +40,12 @@ def send_raw(config: Config, recipients: list[str], data: bytes) -> None:
     if refused:
         log.warning("the mail server refused %d of %d recipient(s)", len(refused),
                     len(recipients))
+
+
+def send_after_response(config: Config, build: Callable[[], EmailMessage], what: str) -> None:
+    """For notices sent once the page or the milter has its answer (`call_on_close`): nobody
+    is left to tell, so a failure to build or hand over the mail is logged, never raised."""
+    try:
+        send(config, build())
+    except (DeliveryError, ValueError) as error:  # ValueError: an address that cannot be used
+        log.warning("%s not sent: %s", what, error)

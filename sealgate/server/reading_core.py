@@ -22,7 +22,7 @@ from sealgate.mail import notices
 from sealgate.mail.sanitise import SafeHtml, plain_text_to_html, sanitise
 from sealgate.server.branding import branding
 from sealgate.server.links import tracking_link
-from sealgate.server.outbox import DeliveryError, send
+from sealgate.server.outbox import send_after_response
 from sealgate.vault.models import MessageState, Part, PartKind, Recipient, SecureMessage
 from sealgate.vault.vault import Vault
 
@@ -133,13 +133,10 @@ def part_response(vault: Vault, part: Part) -> Response:
 def send_read_receipt(config: Config, message: SecureMessage, reader: str,
                       opened_at: datetime) -> None:
     """To the sender, after the reader has the page (call it from `call_on_close`)."""
-    try:
-        send(config, notices.read_receipt(
-            branding(config), from_address=config.from_address, to=message.sender,
-            subject=message.subject, reader=reader, opened_at=opened_at,
-            tracking_link=tracking_link(config, message.id)))
-    except DeliveryError as error:
-        log.warning("read receipt for %s not sent: %s", message.id, error)
+    send_after_response(config, lambda: notices.read_receipt(
+        branding(config), from_address=config.from_address, to=message.sender,
+        subject=message.subject, reader=reader, opened_at=opened_at,
+        tracking_link=tracking_link(config, message.id)), f"read receipt for {message.id}")
 
 
 def retract(vault: Vault, db: Session, message: SecureMessage, actor: str,

@@ -20,7 +20,7 @@ from sealgate.server.app import services
 from sealgate.server.branding import branding
 from sealgate.server.deposit import Deposit, deposit_message
 from sealgate.server.links import tracking_link
-from sealgate.server.outbox import DeliveryError, send
+from sealgate.server.outbox import send_after_response
 
 log = logging.getLogger(__name__)
 internal = Blueprint("internal", __name__)
@@ -79,10 +79,8 @@ def is_internal(config: Config, address: str) -> bool:
 def _tell_sender(config: Config, deposit: Deposit, recipients: list[str]) -> None:
     """To the sender of record, the envelope sender the MTA accepted (never a From header,
     which anyone can write): the notice carries the link that can withdraw the message."""
-    try:
-        send(config, notices.sent_securely(
-            branding(config), from_address=config.from_address, to=deposit.sender,
-            subject=deposit.subject, recipients=recipients,
-            tracking_link=tracking_link(config, deposit.message_id)))
-    except DeliveryError as error:
-        log.warning("'sent securely' notice for %s not sent: %s", deposit.message_id, error)
+    send_after_response(config, lambda: notices.sent_securely(
+        branding(config), from_address=config.from_address, to=deposit.sender,
+        subject=deposit.subject, recipients=recipients,
+        tracking_link=tracking_link(config, deposit.message_id)),
+        f"'sent securely' notice for {deposit.message_id}")
