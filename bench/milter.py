@@ -33,33 +33,15 @@ import subprocess
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 
 from sealgate.lab import noop_milter
-from sealgate.lab.host import free_ports
+from sealgate.lab.host import free_ports, logged_process
 from sealgate.lab.postfix import PrivatePostfix
 
 CONFIGURATIONS = ("none", "noop", "clean", "triggered")
 SESSIONS = 8
 MESSAGE_BYTES = 4000
-
-
-@contextmanager
-def process(command: list[str], log: Path, env: dict[str, str] | None = None,
-            ) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("ab") as output:
-        started = subprocess.Popen(command, stdout=output, stderr=output, env=env,
-                                   stdin=subprocess.DEVNULL)
-    try:
-        yield started
-    finally:
-        started.terminate()
-        try:
-            started.wait(15)
-        except subprocess.TimeoutExpired:
-            started.kill()
-            started.wait()
 
 
 def wait_for_http(url: str, seconds: float = 60) -> None:
@@ -78,8 +60,9 @@ class Bench:
         self.root = root / kind
         self.root.mkdir()
         sink_port, web_port, milter_port, noop_port = free_ports(4)
-        stack.enter_context(process(["smtp-sink", "-u", "postfix", f"127.0.0.1:{sink_port}",
-                                     "256"], self.root / "sink.log"))
+        stack.enter_context(logged_process(
+            ["smtp-sink", "-u", "postfix", f"127.0.0.1:{sink_port}", "256"],
+            self.root / "sink.log", grace=15))
         noop_milter.wait_until_listening(f"inet:127.0.0.1:{sink_port}")  # any TCP answer
         self.postfix = PrivatePostfix(self.root / "postfix", sink_port)
         sockets = self.postfix.socket_dir
@@ -104,10 +87,12 @@ class Bench:
         subprocess.run([*sealgate, "init"], env=env, check=True, capture_output=True)
         self.postfix.start()
         stack.callback(self.postfix.stop)
-        stack.enter_context(process([*sealgate, "serve"], self.root / "server.log", env))
-        stack.enter_context(process([*sealgate, "milter"], self.root / "milter.log", env))
-        stack.enter_context(process([sys.executable, "-m", "sealgate.lab.noop_milter",
-                                     self.milters["noop"]], self.root / "noop.log"))
+        for command, log in (("serve", "server.log"), ("milter", "milter.log")):
+            stack.enter_context(logged_process([*sealgate, command], self.root / log, env,
+                                               grace=15))
+        stack.enter_context(logged_process(
+            [sys.executable, "-m", "sealgate.lab.noop_milter", self.milters["noop"]],
+            self.root / "noop.log", grace=15))
         wait_for_http(f"http://127.0.0.1:{web_port}/healthz")
         for address in self.milters.values():
             noop_milter.wait_until_listening(address)

@@ -44,8 +44,6 @@ import threading
 import time
 import urllib.request
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
@@ -179,23 +177,6 @@ def statement_mime(size: int) -> tuple[bytes, int]:
 
 
 # -- the server ----------------------------------------------------------------------------
-
-@contextmanager
-def process(command: list[str], log: Path,
-            env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("ab") as output:
-        started = subprocess.Popen(command, stdout=output, stderr=output, env=env, cwd=REPO,
-                                   stdin=subprocess.DEVNULL)
-    try:
-        yield started
-    finally:
-        started.terminate()
-        try:
-            started.wait(20)
-        except subprocess.TimeoutExpired:
-            started.kill()
-            started.wait()
-
 
 def wait_for_http(url: str, server: subprocess.Popen[bytes], log: Path,
                   seconds: float = 60) -> None:
@@ -431,7 +412,7 @@ def main() -> None:
     seconds = args.seconds or (2.5 if args.quick else 12.0)
     rounds = args.rounds or (3 if args.quick else 5)
     warm_up = args.warm_up if args.warm_up is not None else (1.5 if args.quick else 5.0)
-    from sealgate.lab.host import free_port
+    from sealgate.lab.host import free_port, logged_process
 
     # On the repository's file system, not a tmpfs /tmp: fsync must cost what it costs.
     scratch = tempfile.mkdtemp(prefix=".bench-portal-", dir=REPO)
@@ -469,7 +450,7 @@ def main() -> None:
         if args.threads:
             server_command += ["--threads", str(args.threads)]
         log = Path(scratch) / "server.log"
-        with process(server_command, log, env) as server:
+        with logged_process(server_command, log, env, cwd=REPO) as server:
             wait_for_http(f"http://127.0.0.1:{port}/hello", server, log)
             while len(workers := children(server.pid)) < 2 and server.poll() is None:
                 time.sleep(0.1)

@@ -8,8 +8,9 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,3 +124,22 @@ def _proc_stat(pid: int) -> tuple[bytes, int, int] | None:
         return None
     # After the command name: state(3) ppid(4) pgrp(5) ... starttime(22), 1-based in proc(5)
     return fields[0], int(fields[2]), int(fields[19])
+
+
+@contextlib.contextmanager
+def logged_process(command: Sequence[str], log: Path, env: dict[str, str] | None = None,
+                   cwd: Path | None = None, grace: float = 20) -> Iterator[subprocess.Popen[bytes]]:
+    """A helper process for a benchmark or the lab, its output appended to `log`; stopped
+    (SIGTERM, then SIGKILL after `grace` seconds) when the block ends."""
+    with log.open("ab") as output:
+        started = subprocess.Popen(list(command), stdout=output, stderr=output, env=env,
+                                   cwd=cwd, stdin=subprocess.DEVNULL)
+    try:
+        yield started
+    finally:
+        started.terminate()
+        try:
+            started.wait(grace)
+        except subprocess.TimeoutExpired:
+            started.kill()
+            started.wait()
