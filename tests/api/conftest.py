@@ -15,16 +15,14 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from flask import Flask
-from flask.testing import FlaskClient
 from jwt.algorithms import RSAAlgorithm
 
 from sealgate.config import Config
 from sealgate.lab.sink import SmtpSink
-from sealgate.server.app import create_app
-from sealgate.vault.vault import Vault
 from tests.portal.conftest import PATIENT, configured
-from tests.portal.conftest import sink as sink  # the fixture, for this folder
+from tests.portal.conftest import app as app  # the fixtures, for this folder (with its config)
+from tests.portal.conftest import client as client
+from tests.portal.conftest import sink as sink
 
 CLIENT_ID = "5f0c7a3e-1b2d-4c8e-9a6f-0d1e2f3a4b5c"
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -149,16 +147,6 @@ def with_addin(config: Config, key_server: KeyServer, **addin: Any) -> Config:
 @pytest.fixture
 def config(settings: Config, sink: SmtpSink, key_server: KeyServer) -> Config:
     return with_addin(configured(settings, sink), key_server)
-
-
-@pytest.fixture
-def app(config: Config, vault: Vault) -> Flask:
-    return create_app(config, vault)
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
 
 
 def bearer(token: str) -> dict[str, str]:
