@@ -5,8 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOME_DIR ?= var
 # Debian packages: the virtual environment and the C extensions it compiles (pymilter needs
-# libmilter), and Postfix, which the tests and `make run` use as a private loopback instance.
-SYSTEM_PACKAGES := python3 python3-venv python3-dev gcc libmilter-dev postfix m4
+# libmilter), Postfix, which the tests and `make run` use as a private loopback instance, and
+# poppler-utils' pdftotext, the DLP engine's PDF reader (run isolated under util-linux prlimit).
+SYSTEM_PACKAGES := python3 python3-venv python3-dev gcc libmilter-dev postfix m4 poppler-utils \
+	util-linux
 # Only for `make test`: Debian's Chromium, which the browser tests drive headless (Playwright
 # never downloads a browser). Its dependencies bring a font (fonts-dejavu-core) for screenshots.
 TEST_SYSTEM_PACKAGES := chromium
@@ -57,6 +59,7 @@ typecheck: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python bench/vault.py
 	$(BIN)/python bench/portal.py
+	$(BIN)/python bench/dlp.py
 	$(AS_ROOT) $(BIN)/python bench/milter.py
 
 clean:

@@ -126,6 +126,53 @@ def check(ctx: Context) -> None:
 
 
 @cli.command()
+@click.argument("path", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.option("--sender", default="", help="Judge as if sent by this address (policy scopes).")
+@click.option("--to", "recipients", multiple=True,
+              help="Judge as if sent to this address (repeatable; policy scopes).")
+@pass_context
+def scan(ctx: Context, path: str, as_json: bool, sender: str,
+         recipients: tuple[str, ...]) -> None:
+    """Scan an .eml message or any file (- for standard input) with the DLP policies of the
+    home's configuration (the built-in packs when there is none): the verdict, the policies
+    that matched, and each finding, masked, with the part it was found in."""
+    import json
+
+    from sealgate.dlp.detectors import label
+    from sealgate.dlp.inspect import Inspector
+
+    settings = ctx.config() if (ctx.home / config.CONFIG_FILE).is_file() \
+        else config.Config(home=ctx.home)
+    inspector = Inspector.from_config(settings.model_copy(
+        update={"dlp": settings.dlp.model_copy(update={"enabled": True})}))
+    assert inspector is not None
+    name = "-" if path == "-" else Path(path).name
+    try:
+        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except OSError as error:
+        raise click.ClickException(f"cannot read {path}: {error.strerror}") from None
+    report = inspector.file(name, data) if not (sender or recipients) else \
+        inspector.message(data, sender, list(recipients))
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    verdict = report.verdict
+    click.echo(f"verdict: {verdict.action or 'nothing to act on'}")
+    for matched in verdict.matched:
+        click.echo(f"  policy {matched.policy}: {matched.action} "
+                   f"({matched.count} x {', '.join(matched.types)})")
+    if verdict.action == "quarantine":
+        click.echo(f"  sender may send as is: {'yes' if verdict.allow_send_as_is else 'no'}")
+    click.echo(f"findings: {len(report.findings)}")
+    for finding in report.findings:
+        click.echo(f"  {finding.part}: {finding.type} ({label(finding.type)}), "
+                   f"{finding.confidence}: {finding.masked}")
+    for item in report.unreadable:
+        click.echo(f"  {item.part}: {item.problem}: {item.detail}")
+
+
+@cli.command()
 @pass_context
 def serve(ctx: Context) -> None:
     """Run the web server (portal and API) under gunicorn, in the foreground."""

@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    model_validator,
 )
 
 from sealgate.errors import ConfigError
@@ -184,6 +185,97 @@ class AddinConfig(_Section):
     max_scan_mb: int = Field(default=25, ge=1, le=60, description="largest draft to scan")
 
 
+_DETECTOR_NAME = r"^[A-Z][A-Z0-9_]{1,39}$"
+
+
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as error:
+        at = f" at position {error.pos}" if error.pos is not None else ""
+        raise ValueError(f"is not a valid regular expression: {error.msg}{at}") from None
+    if re.compile(value).match(""):
+        raise ValueError("matches the empty string, so it would match everywhere")
+    return value
+
+
+class CustomDetectorConfig(_Section):
+    """An organisation's own identifier: a regular expression, or a list of keywords."""
+
+    name: Annotated[str, Field(pattern=_DETECTOR_NAME)]
+    pattern: Annotated[str, AfterValidator(_regex)] = ""
+    keywords: Strings = Field(default_factory=list)
+    ignore_case: bool = True
+    confidence: Annotated[str, Field(pattern="^(low|medium|high)$")] = "medium"
+
+    @model_validator(mode="after")
+    def _pattern_or_keywords(self) -> CustomDetectorConfig:
+        if not self.pattern and not self.keywords:
+            raise ValueError(f"detector {self.name} needs a pattern, keywords, or both")
+        return self
+
+
+class DlpPolicyConfig(_Section):
+    name: str = Field(min_length=1, max_length=100)
+    detectors: Strings = Field(min_length=1)
+    action: Annotated[str, Field(pattern="^(encrypt|quarantine|block|notify)$")] = "encrypt"
+    min_count: int = Field(default=1, ge=1, le=10000)
+    min_confidence: Annotated[str, Field(pattern="^(low|medium|high)$")] = "medium"
+    # Empty: everyone. An address, or a domain for everyone there.
+    senders: Strings = Field(default_factory=list)
+    # Empty: any external recipient.
+    recipient_domains: Domains = Field(default_factory=list)
+    allow_send_as_is: bool = False  # quarantine: may the sender release it unprotected
+
+
+class DlpConfig(_Section):
+    """Data-leak prevention: which policies look at outbound mail and what they do."""
+
+    enabled: bool = True
+    # Curated policy packs: healthcare (HIPAA PHI), financial (PCI, GLBA), privacy (US PII),
+    # education (FERPA).
+    packs: Strings = Field(default_factory=lambda: ["healthcare", "financial", "privacy",
+                                                    "education"])
+    pack_action: Annotated[str, Field(pattern="^(encrypt|quarantine|block|notify)$")] = \
+        "encrypt"
+    min_confidence: Annotated[str, Field(pattern="^(low|medium|high)$")] = "medium"
+    # An attachment that cannot be read (encrypted, corrupt, over a limit): "sensitive"
+    # (the unreadable-attachment policy applies) or "ignore".
+    unreadable: Annotated[str, Field(pattern="^(sensitive|ignore)$")] = "sensitive"
+    unreadable_action: Annotated[str, Field(pattern="^(encrypt|quarantine|block|notify)$")] = \
+        "encrypt"
+    # Where "notify" policies send their report; empty: reports are only logged and audited.
+    notify_address: Annotated[str, AfterValidator(_optional_address)] = ""
+    quarantine_days: int = Field(default=14, ge=1, le=365,
+                                 description="a held message is discarded after this")
+    max_scan_mb: int = Field(default=50, ge=1, le=500, description="largest message scanned")
+    attachment_seconds: float = Field(default=10.0, gt=0, le=120)
+    archive_members: int = Field(default=500, ge=1, le=100000)
+    archive_inflated_mb: int = Field(default=100, ge=1, le=10000)
+    policies: list[DlpPolicyConfig] = Field(default_factory=list)
+    detectors: list[CustomDetectorConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _known_names(self) -> DlpConfig:
+        from sealgate.dlp.detectors import TYPES
+        from sealgate.dlp.policies import PACKS, UNREADABLE
+
+        unknown_packs = [p for p in self.packs if p not in PACKS]
+        if unknown_packs:
+            raise ValueError(f"unknown pack {unknown_packs[0]!r} (known: {', '.join(PACKS)})")
+        custom = [d.name for d in self.detectors]
+        clash = [name for name in custom if name in TYPES]
+        if clash:
+            raise ValueError(f"detector {clash[0]} is a built-in type: choose another name")
+        known = {*TYPES, *custom, UNREADABLE}
+        for policy in self.policies:
+            missing = [d for d in policy.detectors if d not in known]
+            if missing:
+                raise ValueError(f"policy {policy.name!r} names unknown detector {missing[0]} "
+                                 f"(known: {', '.join(sorted(known))})")
+        return self
+
+
 class InternalApiConfig(_Section):
     secret: str = Field(default="", description="milter → server shared secret; set by init")
 
@@ -208,6 +300,7 @@ class Config(_Section):
     portal: PortalConfig = Field(default_factory=PortalConfig)
     outbound: OutboundConfig = Field(default_factory=OutboundConfig)
     addin: AddinConfig = Field(default_factory=AddinConfig)
+    dlp: DlpConfig = Field(default_factory=DlpConfig)
     internal_api: InternalApiConfig = Field(default_factory=InternalApiConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     vault: VaultConfig = Field(default_factory=VaultConfig)
@@ -413,6 +506,30 @@ jwks_url = "https://login.microsoftonline.com/common/discovery/v2.0/keys"
 issuer = "https://login.microsoftonline.com/{{tenant}}/v2.0"
 manifest_id = "{manifest_id}"
 max_scan_mb = 25
+
+[dlp]
+# Data-leak prevention on outbound mail to external recipients. Curated packs: healthcare,
+# financial, privacy, education; each acts at medium confidence and above.
+enabled = true
+packs = ["healthcare", "financial", "privacy", "education"]
+# encrypt, quarantine (held until the sender decides), block (refused) or notify (delivered,
+# reported to notify_address).
+pack_action = "encrypt"
+min_confidence = "medium"
+# An encrypted or unreadable attachment: "sensitive" (unreadable_action applies) or "ignore".
+unreadable = "sensitive"
+unreadable_action = "encrypt"
+notify_address = ""
+quarantine_days = 14
+# Your own policies and detectors, for example:
+# [[dlp.detectors]]
+# name = "PROJECT_CODE"
+# pattern = "PRJ-[0-9]{{6}}"
+# [[dlp.policies]]
+# name = "Project codes"
+# detectors = ["PROJECT_CODE"]
+# action = "quarantine"
+# allow_send_as_is = true
 
 [internal_api]
 # Shared by the milter and the server; keep this file readable by them only.

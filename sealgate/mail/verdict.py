@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sealgate.crypto.marks import MARK_HEADER, mark_is_valid
 from sealgate.mail.message import InboundMessage, domain_of
@@ -18,12 +19,17 @@ KEPT_HEADERS = frozenset({
     "references", "subject", "received", "return-path",
 })
 
-DlpCheck = Callable[[InboundMessage], Sequence[str]]
+if TYPE_CHECKING:
+    from sealgate.dlp.inspect import Report
+
+# The DLP engine's look at a message (only asked when the message has external recipients).
+DlpCheck = Callable[[InboundMessage], "Report"]
 
 
 class Action(enum.StrEnum):
     PASS = "pass"  # noqa: S105 - a verdict, not a password
     PROTECT = "protect"
+    HOLD = "hold"  # a DLP policy quarantines it until the sender decides
     REJECT = "reject"
 
 
@@ -43,6 +49,7 @@ class Verdict:
     subject: str | None = None  # the new Subject header value, when it changes
     display_subject: str = ""  # the subject as recipients see it, decoded
     reason: str = ""  # for REJECT: what the sender can do about it
+    dlp: Report | None = None  # what the DLP engine found, when it looked
 
     @property
     def split(self) -> bool:
@@ -54,16 +61,14 @@ def is_internal(address: str, domains: Sequence[str]) -> bool:
     return any(domain == d or domain.endswith("." + d) for d in domains)
 
 
-def triggers(message: InboundMessage, policy: MailPolicy,
-             dlp: DlpCheck | None = None) -> tuple[str, ...]:
+def triggers(message: InboundMessage, policy: MailPolicy) -> tuple[str, ...]:
+    """What the sender asked for: the subject keyword or the add-in's tag header."""
     found: list[str] = []
     keyword = find_keyword(message.subject, policy.keywords)
     if keyword:
         found.append(f"subject keyword {keyword}")
     if message.has_header(TAG_HEADER):
         found.append(f"{TAG_HEADER} header")
-    if dlp is not None:
-        found.extend(f"policy {name}" for name in dlp(message))
     return tuple(found)
 
 
@@ -74,18 +79,37 @@ def already_processed(message: InboundMessage, policy: MailPolicy) -> bool:
 
 
 def decide(message: InboundMessage, policy: MailPolicy, dlp: DlpCheck | None = None) -> Verdict:
+    """Block beats everything; then the sender's own request to encrypt (which also settles a
+    quarantine: the sender already chose to send securely); then a DLP hold; then DLP
+    encryption. Mail with no external recipient is not scanned: nothing leaves."""
+    from sealgate.dlp.policies import DlpAction
+
     if already_processed(message, policy):
         return Verdict(Action.PASS, ("already processed by Sealgate",))
-    reasons = triggers(message, policy, dlp)
-    if not reasons:
-        return Verdict(Action.PASS)
     internal = tuple(r for r in message.recipients if is_internal(r, policy.internal_domains))
     external = tuple(r for r in message.recipients if r not in internal)
+    reasons = list(triggers(message, policy))
+    report = dlp(message) if dlp is not None and external else None
+    action = report.action if report is not None else None
+    names = ", ".join(report.verdict.policies) if report is not None else ""
+    if report is not None and action is DlpAction.BLOCK:
+        return Verdict(Action.REJECT, (f"policy {names}",), internal, external, dlp=report,
+                       reason=f"it contains {report.summary()}, which policy {names} does not "
+                              "allow to be sent outside the organisation; remove it, or ask "
+                              "your administrator")
+    if report is not None and action in (DlpAction.ENCRYPT, DlpAction.QUARANTINE):
+        if action is DlpAction.QUARANTINE and not reasons:
+            return Verdict(Action.HOLD, (f"policy {names}",), internal, external,
+                           display_subject=message.subject, dlp=report)
+        reasons += [f"policy {m.policy}" for m in report.verdict.matched
+                    if m.action in (DlpAction.ENCRYPT, DlpAction.QUARANTINE)]
+    if not reasons:
+        return Verdict(Action.PASS, dlp=report)
     subject = message.subject
     stripped = strip_keywords(subject, policy.keywords)
-    return Verdict(Action.PROTECT, reasons, internal, external,
+    return Verdict(Action.PROTECT, tuple(reasons), internal, external,
                    subject=encode_subject(stripped) if stripped != subject else None,
-                   display_subject=stripped)
+                   display_subject=stripped, dlp=report)
 
 
 def headers_to_remove(message: InboundMessage, body_replaced: bool) -> list[tuple[str, int]]:

@@ -32,7 +32,7 @@ class DepositClient:
         self._https = parts.scheme == "https"
         self._host = parts.hostname or "127.0.0.1"
         self._port = parts.port or (443 if self._https else 80)
-        self._path = parts.path.rstrip("/") + "/api/v1/internal/deposits"
+        self._base = parts.path.rstrip("/") + "/api/v1/internal"
         self._secret = secret
         self._timeout = timeout
         self._local = threading.local()
@@ -45,13 +45,13 @@ class DepositClient:
                                                        timeout=self._timeout)
         return connection
 
-    def _post(self, body: bytes) -> tuple[int, bytes]:
+    def _post(self, route: str, body: bytes) -> tuple[int, bytes]:
         headers = {"Content-Type": "application/json",
                    "Authorization": f"Bearer {self._secret}"}
         for attempt in (1, 2):
             connection = self._connection()
             try:
-                connection.request("POST", self._path, body, headers)
+                connection.request("POST", self._base + route, body, headers)
                 response = connection.getresponse()
                 return response.status, response.read()
             except (http.client.RemoteDisconnected, BrokenPipeError,
@@ -73,7 +73,7 @@ class DepositClient:
         body = json.dumps({"mail_from": mail_from, "recipients": list(recipients),
                            "subject": subject,
                            "message": base64.b64encode(raw).decode("ascii")}).encode()
-        status, payload = self._post(body)
+        status, payload = self._post("/deposits", body)
         if status == 422:
             raise PermanentFailure(json.loads(payload).get("message", "unreadable message"))
         if status != 201:
@@ -81,6 +81,27 @@ class DepositClient:
         answer = json.loads(payload)
         return Deposited(answer["message_id"], Notification(
             content_type=answer["content_type"], body=base64.b64decode(answer["body"])))
+
+    def hold(self, raw: bytes, mail_from: str, recipients: Sequence[str], subject: str,
+             report: dict[str, object]) -> str:
+        """Quarantine: the server keeps the message until its sender decides. Returns the
+        hold's id once the message is durable there."""
+        body = json.dumps({"mail_from": mail_from, "recipients": list(recipients),
+                           "subject": subject, "dlp": report,
+                           "message": base64.b64encode(raw).decode("ascii")}).encode()
+        status, payload = self._post("/holds", body)
+        if status != 201:
+            raise TemporaryFailure(f"server answered {status}: {payload[:200]!r}")
+        return str(json.loads(payload)["hold_id"])
+
+    def report(self, mail_from: str, recipients: Sequence[str], subject: str, action: str,
+               report: dict[str, object]) -> None:
+        """What a DLP policy found and what was done, for the audit trail and the reports."""
+        body = json.dumps({"mail_from": mail_from, "recipients": list(recipients),
+                           "subject": subject, "action": action, "dlp": report}).encode()
+        status, payload = self._post("/reports", body)
+        if status != 202:
+            raise TemporaryFailure(f"server answered {status}: {payload[:200]!r}")
 
 
 def reinject(address: str, copy: Reinjection, timeout: float) -> None:

@@ -19,11 +19,12 @@ import Milter
 import milter
 
 from sealgate.config import Config
+from sealgate.dlp.inspect import Inspector, Report
 from sealgate.errors import ConfigError
 from sealgate.mail.message import InboundMessage
 from sealgate.mail.rewrite import Changes, plan
-from sealgate.mail.verdict import Action, MailPolicy, decide, triggers
-from sealgate.milter.client import DepositClient, PermanentFailure, reinject
+from sealgate.mail.verdict import Action, MailPolicy, Verdict, decide, is_internal, triggers
+from sealgate.milter.client import DepositClient, PermanentFailure, TemporaryFailure, reinject
 
 log = logging.getLogger("sealgate.milter")
 
@@ -33,6 +34,7 @@ CONTINUE: int = Milter.CONTINUE
 ACCEPT: int = Milter.ACCEPT
 REJECT: int = Milter.REJECT
 TEMPFAIL: int = Milter.TEMPFAIL
+DISCARD: int = Milter.DISCARD
 
 
 class Gateway:
@@ -47,8 +49,20 @@ class Gateway:
                                     config.milter.timeout)
         self.spool_dir = config.home / "spool"
         self.spool_dir.mkdir(mode=0o700, exist_ok=True)
-        # The DLP issue plugs its scanner in here; until then headers alone decide.
-        self.dlp = None
+        self.inspector = Inspector.from_config(config)
+
+    def dlp(self, message: InboundMessage) -> Report:
+        assert self.inspector is not None
+        return self.inspector.message(message.raw(), message.mail_from, [
+            r for r in message.recipients if not is_internal(r, self.policy.internal_domains)])
+
+    def needs_body(self, message: InboundMessage) -> bool:
+        """Whether the decision needs the body: a trigger in the headers, or DLP and a
+        recipient outside the organisation. Internal mail is accepted without it."""
+        if triggers(message, self.policy):
+            return True
+        return self.inspector is not None and not all(
+            is_internal(r, self.policy.internal_domains) for r in message.recipients)
 
 
 class SealgateMilter(Milter.Base):  # type: ignore[misc]
@@ -86,9 +100,9 @@ class SealgateMilter(Milter.Base):  # type: ignore[misc]
         return CONTINUE
 
     def eoh(self) -> int:
-        # Without a body scanner, headers decide: untriggered mail is accepted right here
-        # and its body never crosses the milter socket.
-        if self.gateway.dlp is None and not triggers(self._message(b""), self.gateway.policy):
+        # Mail that nothing could trigger is accepted right here; its body never crosses
+        # the milter socket.
+        if not self.gateway.needs_body(self._message(b"")):
             return ACCEPT
         self.spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed by _close_body
             SPOOL_IN_MEMORY, dir=str(self.gateway.spool_dir))
@@ -132,11 +146,27 @@ class SealgateMilter(Milter.Base):  # type: ignore[misc]
         self.spool.seek(0)
         message = self._message(self.spool.read())
         gateway = self.gateway
-        verdict = decide(message, gateway.policy, gateway.dlp)
+        verdict = decide(message, gateway.policy,
+                         gateway.dlp if gateway.inspector is not None else None)
+        if verdict.dlp is not None and verdict.dlp.action is not None:
+            log.info("DLP on message from %s: %s; found %s; policies %s", message.mail_from,
+                     verdict.action, verdict.dlp.summary(), ", ".join(verdict.dlp.verdict.policies))
+        if verdict.action is Action.REJECT:
+            self._report(message, verdict, "block", required=False)
+            raise PermanentFailure(verdict.reason)
+        if verdict.dlp is not None and verdict.dlp.verdict.notify:
+            # A report that cannot be filed defers the message: the policy asked for it.
+            self._report(message, verdict, str(verdict.action), required=True)
         if verdict.action is Action.PASS:
             return ACCEPT
-        if verdict.action is Action.REJECT:
-            raise PermanentFailure(verdict.reason)
+        if verdict.action is Action.HOLD:
+            assert verdict.dlp is not None
+            hold_id = gateway.client.hold(message.raw(), message.mail_from, message.recipients,
+                                          verdict.display_subject, verdict.dlp.as_dict())
+            log.info("held message from %s as %s until the sender decides", message.mail_from,
+                     hold_id)
+            # The vault has it, durably: the MTA may drop its copy.
+            return DISCARD
         message, added_headers = message.with_message_id(
             make_msgid(domain=gateway.config.organisation.domains[0]))
         deposited = None
@@ -156,6 +186,19 @@ class SealgateMilter(Milter.Base):  # type: ignore[misc]
                  message.mail_from, ", ".join(verdict.reasons), len(verdict.external),
                  len(verdict.internal), deposited.message_id if deposited else "-")
         return ACCEPT
+
+    def _report(self, message: InboundMessage, verdict: Verdict, action: str,
+                required: bool) -> None:
+        assert verdict.dlp is not None
+        try:
+            self.gateway.client.report(message.mail_from, message.recipients,
+                                       verdict.display_subject or message.subject, action,
+                                       verdict.dlp.as_dict())
+        except TemporaryFailure:
+            if required:
+                raise
+            log.warning("could not file the DLP report for a message from %s",
+                        message.mail_from, exc_info=True)
 
     def _apply(self, changes: Changes) -> None:
         for name, index in changes.delete_headers:

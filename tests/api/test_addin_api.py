@@ -18,6 +18,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
 from sealgate.config import Config
+from sealgate.lab import documents
 from sealgate.lab.sink import SmtpSink
 from sealgate.server.app import create_app
 from sealgate.vault.models import (
@@ -173,16 +174,51 @@ def test_a_tag_request_with_a_bad_body_is_a_400(client: FlaskClient, mint: Mint)
 
 # -- the on-send scan -----------------------------------------------------------------------
 
-def test_a_draft_is_scanned(client: FlaskClient, mint: Mint) -> None:
+def test_a_draft_is_scanned_with_the_gateways_engine(client: FlaskClient, mint: Mint) -> None:
+    report = documents.pdf(["Quarterly figures", "Card on file: 4111 1111 1111 1111"])
     response = client.post("/api/v1/scan", headers=bearer(mint(preferred_username=SENDER)),
-                           json={"subject": "Payroll", "body": "<p>SSN 078-05-1120</p>",
+                           json={"subject": "Payroll", "body": "<p>SSN 123-45-6789</p>",
                                  "body_type": "html", "attachments": [
                                      {"name": "a.pdf",
-                                      "content_base64": base64.b64encode(PDF).decode()},
+                                      "content_base64": base64.b64encode(report).decode()},
                                      {"name": "link.url"}]})
-    assert response.status_code == 200
-    assert response.json == {"findings": [], "sensitive": False, "engine": "none"}
+    assert response.status_code == 200 and response.json is not None
     assert response.headers["Cache-Control"] == "no-store"
+    answer = response.json
+    assert answer["sensitive"] is True and answer["action"] == "encrypt"
+    assert {p["name"] for p in answer["policies"]} == {
+        "PCI DSS: payment card numbers", "US PII: government identifiers"}
+    assert [(f["part"], f["type"], f["value"]) for f in answer["findings"]] == [
+        ("body", "US_SSN", "***-**-6789"), ("a.pdf", "CREDIT_CARD", "**** **** **** 1111")]
+    assert "123-45-6789" not in response.text and "4111 1111" not in response.text
+
+
+def test_an_attachment_that_cannot_be_read_is_sensitive(client: FlaskClient,
+                                                        mint: Mint) -> None:
+    answer = client.post("/api/v1/scan", headers=bearer(mint()), json={
+        "subject": "Hi", "body": "see attached", "attachments": [
+            {"name": "a.pdf", "content_base64": base64.b64encode(PDF).decode()}]}).json
+    assert answer is not None and answer["sensitive"] is True
+    assert answer["policies"][0]["name"] == "Unreadable attachment"
+    assert answer["unreadable"][0]["part"] == "a.pdf"
+
+
+def test_a_draft_only_for_colleagues_is_not_held_back(client: FlaskClient, mint: Mint) -> None:
+    body = {"subject": "Card", "body": "4111 1111 1111 1111"}
+    outside = client.post("/api/v1/scan", headers=bearer(mint()), json={
+        **body, "recipients": ["nurse@example.org", "patient@gmail.test"]}).json
+    inside = client.post("/api/v1/scan", headers=bearer(mint()), json={
+        **body, "recipients": ["nurse@example.org"]}).json
+    assert outside is not None and outside["sensitive"] is True
+    assert inside is not None and inside["sensitive"] is False and inside["findings"] == []
+
+
+def test_with_dlp_off_nothing_is_found(config: Config, vault: Vault, mint: Mint) -> None:
+    off = config.model_copy(update={"dlp": config.dlp.model_copy(update={"enabled": False})})
+    client = create_app(off, vault).test_client()
+    answer = client.post("/api/v1/scan", headers=bearer(mint()),
+                         json={"body": "SSN 123-45-6789"}).json
+    assert answer is not None and answer["sensitive"] is False and answer["findings"] == []
 
 
 @pytest.mark.parametrize(("body", "field"), [
@@ -195,6 +231,8 @@ def test_a_draft_is_scanned(client: FlaskClient, mint: Mint) -> None:
     ({"attachments": [{"name": "a", "content_base64": "not base64!"}]},
      "attachments[0].content_base64"),
     ({"attachments": [{"name": "a", "content_base64": 12}]}, "attachments[0].content_base64"),
+    ({"recipients": "a@b.test"}, "recipients"),
+    ({"recipients": ["not an address"]}, "recipients"),
 ])
 def test_a_scan_with_a_wrong_field_is_a_400_naming_it(client: FlaskClient, mint: Mint,
                                                       body: dict[str, Any], field: str) -> None:

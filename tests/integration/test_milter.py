@@ -253,11 +253,17 @@ def test_unreadable_mime_on_a_triggered_message_is_refused_with_a_reason(lab: Ga
     assert lab.sink.messages == []
 
 
-def test_unreadable_mime_on_clean_mail_passes(lab: Gateway) -> None:
+def test_unreadable_mime_without_a_trigger_is_refused_outside_and_passes_inside(
+        lab: Gateway) -> None:
+    """DLP cannot check what it cannot read: to the outside that is a refusal with the reason
+    (fail closed); mail that stays inside is not scanned and goes through."""
     data = (b"From: who@example.org\r\nTo: friend@gmail.test\r\nSubject: hello\r\n"
             b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=nowhere\r\n\r\n"
             b"just text\r\n")
-    lab.send(data, ["friend@gmail.test"])
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        lab.send(data, ["friend@gmail.test"])
+    assert refused.value.smtp_code == 554 and b"boundary" in refused.value.smtp_error
+    lab.send(data.replace(b"friend@gmail.test", b"nurse@example.org"), ["nurse@example.org"])
     (delivered,) = lab.sink.wait_for(1)
     assert b"just text" in delivered.data
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 
 import pytest
+
+from sealgate.dlp.findings import Confidence
+from sealgate.dlp.inspect import Located, Report
+from sealgate.dlp.policies import DlpAction, DlpVerdict, Matched
 
 from sealgate.crypto.marks import MARK_HEADER, make_mark
 from sealgate.mail import notification
@@ -78,9 +83,45 @@ def test_tag_header_triggers_without_changing_the_subject() -> None:
     assert verdict.subject is None and verdict.display_subject == "Hello"
 
 
-def test_dlp_hook_triggers() -> None:
-    verdict = decide(inbound(), POLICY, dlp=lambda message: ["US_SSN"])
-    assert verdict.action is Action.PROTECT and verdict.reasons == ("policy US_SSN",)
+def dlp_saying(action: DlpAction) -> Callable[[InboundMessage], Report]:
+    matched = Matched("Card numbers", action, 1, ("CREDIT_CARD",))
+    report = Report((Located("body", "CREDIT_CARD", Confidence.HIGH, "**** 1111"),),
+                    verdict=DlpVerdict(action, (matched,), action is DlpAction.NOTIFY))
+    return lambda message: report
+
+
+def test_a_dlp_encrypt_policy_protects_like_a_trigger() -> None:
+    verdict = decide(inbound(), POLICY, dlp_saying(DlpAction.ENCRYPT))
+    assert verdict.action is Action.PROTECT and verdict.reasons == ("policy Card numbers",)
+    assert verdict.external == ("bob@gmail.test",)
+
+
+def test_a_dlp_quarantine_holds_unless_the_sender_asked_to_encrypt() -> None:
+    held = decide(inbound(), POLICY, dlp_saying(DlpAction.QUARANTINE))
+    assert held.action is Action.HOLD and held.dlp is not None
+    asked = decide(inbound("encrypt/ card"), POLICY, dlp_saying(DlpAction.QUARANTINE))
+    assert asked.action is Action.PROTECT
+    assert asked.reasons == ("subject keyword encrypt/", "policy Card numbers")
+
+
+def test_a_dlp_block_wins_even_over_the_senders_keyword() -> None:
+    verdict = decide(inbound("encrypt/ card"), POLICY, dlp_saying(DlpAction.BLOCK))
+    assert verdict.action is Action.REJECT
+    assert "1 CREDIT_CARD" in verdict.reason and "Card numbers" in verdict.reason
+    assert "1111" not in verdict.reason
+
+
+def test_a_dlp_notify_passes_and_carries_the_report() -> None:
+    verdict = decide(inbound(), POLICY, dlp_saying(DlpAction.NOTIFY))
+    assert verdict.action is Action.PASS and verdict.dlp is not None
+    assert verdict.dlp.verdict.notify
+
+
+def test_mail_that_stays_inside_is_not_scanned() -> None:
+    def never(message: InboundMessage) -> Report:
+        raise AssertionError("internal mail was scanned")
+    verdict = decide(inbound(recipients=("nurse@example.org",)), POLICY, never)
+    assert verdict.action is Action.PASS and verdict.dlp is None
 
 
 def test_recipients_split_by_organisation_domain() -> None:

@@ -16,7 +16,7 @@ import json
 import logging
 import secrets
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, NoReturn
 
@@ -27,7 +27,9 @@ from sqlalchemy.orm import Session, selectinload
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from sealgate.config import Config
+from sealgate.dlp.inspect import DraftFile, Inspector, Report
 from sealgate.mail.triggers import TAG_HEADER
+from sealgate.mail.verdict import is_internal
 from sealgate.server import reading_core as core
 from sealgate.server.api.tokens import Identity, TokenError, TokenValidator
 from sealgate.server.app import services
@@ -42,6 +44,7 @@ VALIDATOR = "sealgate.addin_tokens"
 MIB = 1024 * 1024
 SMALL_BODY = 64 * 1024
 MAX_ATTACHMENTS = 500
+MAX_RECIPIENTS = 1000
 
 
 # -- authentication ------------------------------------------------------------------------
@@ -165,33 +168,32 @@ def create_tag() -> tuple[Response, int]:
 # -- on send: the DLP scan ---------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class DraftAttachment:
-    name: str
-    content_type: str
-    content: bytes | None  # None: Outlook could not give the content (e.g. a cloud link)
-
-
-@dataclass(frozen=True)
 class Draft:
     subject: str
     body: str
     body_type: str  # "text" or "html"
-    attachments: tuple[DraftAttachment, ...]
+    attachments: tuple[DraftFile, ...]
+    recipients: tuple[str, ...]  # when the add-in sends them; policies may be scoped by them
 
 
-@dataclass(frozen=True)
-class ScanResult:
-    findings: list[dict[str, Any]] = field(default_factory=list)
-    sensitive: bool = False
-    engine: str = "none"
+def scan_draft(draft: Draft, config: Config, sender: str) -> dict[str, Any]:
+    """The verdict on a draft: the same engine and policies as the milter on the sent
+    message. Like the milter, mail that stays inside the organisation is not held back; when
+    the add-in does not say who the recipients are, the draft is judged as going outside."""
+    external = [r for r in draft.recipients if not is_internal(r, config.organisation.domains)]
+    inspector = _inspector(config)
+    if inspector is None or (draft.recipients and not external):
+        return Report().as_dict()
+    return inspector.draft(draft.subject, draft.body, draft.body_type, draft.attachments,
+                           sender, external).as_dict()
 
 
-# ---- DLP HOOK: the DLP issue replaces `scan_draft` with the milter's engine -----------------
-def scan_draft(draft: Draft, config: Config) -> ScanResult:
-    """The verdict on a draft, the same the milter would reach on the sent message.
-    Until the DLP engine exists there is nothing to find."""
-    return ScanResult(findings=[], sensitive=False, engine="none")
-# ---- end of DLP HOOK ---------------------------------------------------------------------------
+def _inspector(config: Config) -> Inspector | None:
+    """Built once per application: compiling the detectors takes a while."""
+    cache = current_app.extensions.setdefault("sealgate.dlp", {})
+    if "inspector" not in cache:
+        cache["inspector"] = Inspector.from_config(config)
+    return cache["inspector"]  # type: ignore[no-any-return]
 
 
 def scan_limits(config: Config) -> tuple[int, int]:
@@ -241,8 +243,16 @@ def _draft(payload: dict[str, Any], limit: int, largest: str) -> Draft:
                 data = base64.b64decode(content, validate=True)
             except (binascii.Error, ValueError):
                 _invalid(f"attachments[{index}].content_base64", "a base64 string")
-        attachments.append(DraftAttachment(name, content_type, data))
-    return Draft(subject, body, body_type, tuple(attachments))
+        attachments.append(DraftFile(name, content_type, data))
+    return Draft(subject, body, body_type, tuple(attachments), _recipients(payload))
+
+
+def _recipients(payload: dict[str, Any]) -> tuple[str, ...]:
+    listed = payload.get("recipients") or []
+    if not isinstance(listed, list) or len(listed) > MAX_RECIPIENTS or not all(
+            isinstance(r, str) and "@" in r and len(r) <= 320 for r in listed):
+        _invalid("recipients", f"a list of at most {MAX_RECIPIENTS} addresses")
+    return tuple(r.strip().lower() for r in listed)
 
 
 @addin.post("/scan")
@@ -251,10 +261,11 @@ def scan() -> Response:
     body_limit, draft_limit = scan_limits(service.config)
     largest = f"a draft of {service.config.addin.max_scan_mb} MB"
     draft = _draft(_json_object(body_limit, largest), draft_limit, largest)
-    result = scan_draft(draft, service.config)
-    log.info("add-in scan for %s: %d attachment(s), %d finding(s)", current_user().address,
-             len(draft.attachments), len(result.findings))
-    return jsonify(asdict(result))
+    result = scan_draft(draft, service.config, current_user().address)
+    log.info("add-in scan for %s: %d attachment(s), %d finding(s), action %s",
+             current_user().address, len(draft.attachments), len(result["findings"]),
+             result["action"])
+    return jsonify(result)
 
 
 # -- read mode ---------------------------------------------------------------------------------

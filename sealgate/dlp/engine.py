@@ -1,0 +1,236 @@
+"""Finding identifiers in text. Candidates come from one pass of a compiled multi-pattern
+engine (Hyperscan) when it is installed, else from Python's `re`; every candidate then goes
+through the same validation and context rules, so both engines give the same findings.
+
+Detectors that are only meaningful after a keyword (an account number, a passport number)
+are gated: the engine looks for their keywords and searches just the few characters after
+each one, instead of testing every number in the text."""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sealgate.dlp.detectors import BUILTIN, DISQUALIFIERS, Detector
+from sealgate.dlp.findings import Confidence, Finding, mask
+
+try:  # the compiled engine is optional: a pure-Python path gives the same findings
+    import hyperscan
+except ImportError:  # pragma: no cover - depends on the platform
+    hyperscan = None  # type: ignore[assignment]
+
+KEYWORD_REACH = 60  # characters before a candidate in which a keyword supports it
+DISQUALIFIER_REACH = 30  # ... in which a word such as "order" or "phone" disqualifies it
+GATED_REACH = 48  # characters after a gating keyword in which its value must start
+
+
+class Engine(enum.StrEnum):
+    HYPERSCAN = "hyperscan"
+    RE = "re"  # one `re` pass per distinct pattern
+    ALTERNATION = "alternation"  # one `re` pass over all patterns joined: the benchmark's baseline
+
+
+def best_engine() -> Engine:
+    return Engine.HYPERSCAN if hyperscan is not None else Engine.RE
+
+
+def _words(words: Iterable[str]) -> str:
+    ordered = sorted({re.escape(word) for word in words}, key=len, reverse=True)
+    return r"(?<![\w#])(?:" + "|".join(ordered) + r")(?![\w])"
+
+
+@dataclass(frozen=True)
+class _Probe:
+    """One pattern the candidate pass looks for, and the detectors it serves: either the
+    candidate pattern of ungated detectors, or the keywords of gated ones."""
+
+    pattern: str
+    caseless: bool
+    detectors: tuple[Detector, ...]
+    gate: bool
+
+
+class Scanner:
+    def __init__(self, detectors: Sequence[Detector] = BUILTIN, engine: Engine | None = None):
+        self.engine = engine or best_engine()
+        if self.engine is Engine.HYPERSCAN and hyperscan is None:
+            raise RuntimeError("the hyperscan package is not installed")
+        self.probes = _probes(detectors)
+        self._values = {d: re.compile(d.pattern, re.IGNORECASE if d.caseless else 0)
+                        for d in detectors}
+        disqualify = _words(DISQUALIFIERS)
+        self._cues = {d.type: re.compile(f"(?P<support>{_words(d.keywords)})|{disqualify}",
+                                         re.IGNORECASE) for d in detectors}
+        if self.engine is Engine.HYPERSCAN:
+            self._database = _hyperscan_database(self.probes)
+        elif self.engine is Engine.RE:
+            self._patterns = [re.compile(_python_gate(p), re.IGNORECASE if p.caseless else 0)
+                              for p in self.probes]
+        else:
+            self._alternation = re.compile("|".join(
+                f"(?P<p{index}>{_inline_flags(p)})" for index, p in enumerate(self.probes)))
+
+    def scan(self, text: str) -> list[Finding]:
+        found: list[Finding] = []
+        for index, start, end in self._candidates(text):
+            probe = self.probes[index]
+            for detector in probe.detectors:
+                finding = (self._gated(detector, text, end) if probe.gate
+                           else self._judge(detector, text, start, end))
+                if finding is not None:
+                    found.append(finding)
+        return _without_overlaps(found)
+
+    # -- candidates --------------------------------------------------------------------------
+
+    def _candidates(self, text: str) -> Iterable[tuple[int, int, int]]:
+        if self.engine is Engine.HYPERSCAN:
+            return self._hyperscan_candidates(text)
+        if self.engine is Engine.RE:
+            return [(index, m.start(), m.end()) for index, pattern in enumerate(self._patterns)
+                    for m in pattern.finditer(text)]
+        return [(int(m.lastgroup[1:]), m.start(), m.end())  # type: ignore[index]
+                for m in self._alternation.finditer(text)]
+
+    def _hyperscan_candidates(self, text: str) -> Iterable[tuple[int, int, int]]:
+        # One byte per character keeps Hyperscan's offsets valid in the str; everything it
+        # looks for is ASCII, and a non-ASCII character is a separator either way.
+        data = text.encode("ascii", "replace")
+        longest: dict[tuple[int, int], int] = {}
+
+        def on_match(index: int, start: int, end: int, _flags: int, _context: Any) -> None:
+            # Leftmost-start matching reports each end of a variable-length match; like
+            # `re`, keep the longest from each start.
+            longest[index, start] = end
+
+        self._database.scan(data, match_event_handler=on_match)
+        return [(index, start, end) for (index, start), end in longest.items()]
+
+    # -- judging candidates ----------------------------------------------------------------------
+
+    def _judge(self, detector: Detector, text: str, start: int, end: int) -> Finding | None:
+        value = text[start:end]
+        if _inside_longer_number(text, start, end):
+            return None
+        if not detector.valid(value):
+            shorter = _shrunk(detector, value)
+            if shorter is None:
+                return None
+            value, end = shorter, start + len(shorter)
+        confidence = self._context(detector, text, start)
+        if confidence is None:
+            return None
+        return Finding(detector.type, start, end, confidence, mask(value))
+
+    def _gated(self, detector: Detector, text: str, keyword_end: int) -> Finding | None:
+        match = self._values[detector].search(text, keyword_end, keyword_end + GATED_REACH)
+        if match is None or _inside_longer_number(text, match.start(), match.end()):
+            return None
+        value = match.group()
+        if not detector.valid(value):
+            return None
+        return Finding(detector.type, match.start(), match.end(), detector.with_keyword,
+                       mask(value))
+
+    def _context(self, detector: Detector, text: str, start: int) -> Confidence | None:
+        """The nearest cue before the candidate decides: a supporting keyword raises it, a
+        disqualifying word close by drops it to low."""
+        support = disqualified = -1
+        for cue in self._cues[detector.type].finditer(text, max(0, start - KEYWORD_REACH),
+                                                      start):
+            if cue.group("support") is not None:
+                support = cue.end()
+            elif start - cue.end() <= DISQUALIFIER_REACH:
+                disqualified = cue.end()
+        if disqualified > support:
+            return Confidence.LOW if detector.alone is not None else None
+        if support >= 0:
+            return detector.with_keyword
+        return detector.alone
+
+
+def _probes(detectors: Sequence[Detector]) -> list[_Probe]:
+    by_pattern: dict[tuple[str, bool, bool], list[Detector]] = {}
+    for detector in detectors:
+        if detector.alone is None:
+            key = (_words(detector.keywords), True, True)
+        else:
+            key = (detector.pattern, detector.caseless, False)
+        by_pattern.setdefault(key, []).append(detector)
+    return [_Probe(pattern, caseless, tuple(found), gate)
+            for (pattern, caseless, gate), found in by_pattern.items()]
+
+
+def _hyperscan_gate(pattern: str) -> str:
+    # Hyperscan has no look-behind; \b serves for the keyword edges, and the Python side
+    # re-checks nothing here because a keyword only opens a window.
+    return pattern.replace(r"(?<![\w#])", r"\b").replace(r"(?![\w])", r"\b")
+
+
+def _python_gate(probe: _Probe) -> str:
+    return _hyperscan_gate(probe.pattern) if probe.gate else probe.pattern
+
+
+def _inline_flags(probe: _Probe) -> str:
+    pattern = _python_gate(probe)
+    return f"(?i:{pattern})" if probe.caseless else pattern
+
+
+def _hyperscan_database(probes: Sequence[_Probe]) -> Any:
+    database = hyperscan.Database()
+    flags = [hyperscan.HS_FLAG_SOM_LEFTMOST | (hyperscan.HS_FLAG_CASELESS if p.caseless else 0)
+             for p in probes]
+    database.compile(expressions=[_python_gate(p).encode("ascii") for p in probes],
+                     ids=list(range(len(probes))), elements=len(probes), flags=flags)
+    return database
+
+
+def _inside_longer_number(text: str, start: int, end: int) -> bool:
+    """Part of a bigger numeric token: 2026-03-14-123456789, v10.123456789, 1.234567890."""
+    before = text[start - 2:start] if start >= 2 else ""
+    after = text[end:end + 2]
+    return (len(before) == 2 and before[1] in "-./:" and before[0].isalnum()) or \
+        (len(after) == 2 and after[0] in "-./:" and after[1].isalnum()) or \
+        (start > 0 and text[start - 1] in "$€£")
+
+
+def _shrunk(detector: Detector, value: str) -> str | None:
+    """The candidate minus trailing space-separated groups, for layouts that run on into the
+    next word (an IBAN followed by "BIC ...")."""
+    while " " in value:
+        value = value.rpartition(" ")[0]
+        if detector.valid(value):
+            return value
+    return None
+
+
+_RANKING = {Confidence.LOW: 0, Confidence.MEDIUM: 1, Confidence.HIGH: 2}
+
+
+def _without_overlaps(findings: list[Finding]) -> list[Finding]:
+    """Where findings overlap, the most confident (then the most specific) keeps the span."""
+    if len(findings) < 2:
+        return findings
+    priority = {d.type: d.priority for d in BUILTIN}
+    ordered = sorted(findings, key=lambda f: (-_RANKING[f.confidence],
+                                              -priority.get(f.type, 0), f.start - f.end))
+    kept: list[Finding] = []
+    for finding in ordered:
+        if all(finding.end <= other.start or finding.start >= other.end for other in kept):
+            kept.append(finding)
+    kept.sort(key=lambda f: f.start)
+    return kept
+
+
+_default: Scanner | None = None
+
+
+def scan_text(text: str) -> list[Finding]:
+    """Every built-in identifier in `text`, with its offsets, confidence and masked value."""
+    global _default
+    if _default is None:
+        _default = Scanner()
+    return _default.scan(text)

@@ -1,0 +1,53 @@
+"""What the DLP engine reports: a type, where it is, how sure we are, and the value masked.
+A Finding never holds the value itself, so logging or returning one cannot leak it."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Confidence(enum.StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+    def raised(self, steps: int = 1) -> Confidence:
+        return _BY_RANK[min(2, max(0, self.rank + steps))]
+
+    def at_least(self, other: Confidence | str) -> bool:
+        return self.rank >= Confidence(other).rank
+
+
+_RANK = {Confidence.LOW: 0, Confidence.MEDIUM: 1, Confidence.HIGH: 2}
+_BY_RANK = {rank: confidence for confidence, rank in _RANK.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    type: str
+    start: int  # offsets in the scanned text
+    end: int
+    confidence: Confidence
+    masked: str  # the value with all but its last characters hidden: ***-**-6789
+
+
+def mask(value: str) -> str:
+    """Hide every letter and digit but the last four, keeping separators so the shape stays
+    recognisable. Short values (codes, dates) are hidden entirely: four characters of a
+    diagnosis code or a birth date are the secret itself."""
+    alnum = sum(ch.isalnum() for ch in value)
+    visible = 4 if alnum >= 9 else 0
+    hidden = alnum - visible
+    out = []
+    for ch in value:
+        if ch.isalnum():
+            out.append("*" if hidden > 0 else ch)
+            hidden -= 1
+        else:
+            out.append(ch)
+    return "".join(out)
