@@ -76,18 +76,32 @@ _MONTH = ("(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|a
 _DATE = (r"\b(?:\d{1,2}[/.-]\d{1,2}[/.-](?:\d{4}|\d{2})|\d{4}-\d{1,2}-\d{1,2}|"
          rf"{_MONTH}\.? \d{{1,2}},? \d{{4}}|\d{{1,2}} {_MONTH}\.?,? \d{{4}})\b")
 
+# The Social Security Administration's structure, so that void numbers never become
+# candidates: area not 000, 666 or 9xx; group not 00; serial not 0000.
+_AREA = r"(?:00[1-9]|0[1-9]\d|[1-578]\d{2}|6[0-57-9]\d|66[0-57-9])"
+_GROUP = r"(?:0[1-9]|[1-9]\d)"
+_SERIAL = r"(?:000[1-9]|00[1-9]\d|0[1-9]\d{2}|[1-9]\d{3})"
+_ITIN_GROUP = r"(?:5\d|6[0-5]|7\d|8[0-8]|9[0-24-9])"
+
 BUILTIN: tuple[Detector, ...] = (
-    Detector("US_SSN", r"\b\d{3}-\d{2}-\d{4}\b", v.us_ssn, MEDIUM, HIGH, SSN_WORDS,
+    Detector("US_SSN", rf"\b{_AREA}-{_GROUP}-{_SERIAL}\b", v.us_ssn, MEDIUM, HIGH, SSN_WORDS,
              priority=5),
-    Detector("US_SSN", r"\b\d{3} \d{2} \d{4}\b", v.us_ssn, MEDIUM, HIGH, SSN_WORDS,
+    Detector("US_SSN", rf"\b{_AREA} {_GROUP} {_SERIAL}\b", v.us_ssn, MEDIUM, HIGH, SSN_WORDS,
              priority=5),
     Detector("US_SSN", r"\b\d{9}\b", v.us_ssn, LOW, MEDIUM, SSN_WORDS, priority=4),
-    Detector("US_ITIN", r"\b9\d{2}-\d{2}-\d{4}\b", v.us_itin, MEDIUM, HIGH, ITIN_WORDS,
-             priority=6),
-    Detector("US_ITIN", r"\b9\d{2} \d{2} \d{4}\b", v.us_itin, MEDIUM, HIGH, ITIN_WORDS,
-             priority=6),
+    Detector("US_ITIN", rf"\b9\d{{2}}-{_ITIN_GROUP}-\d{{4}}\b", v.us_itin, MEDIUM, HIGH,
+             ITIN_WORDS, priority=6),
+    Detector("US_ITIN", rf"\b9\d{{2}} {_ITIN_GROUP} \d{{4}}\b", v.us_itin, MEDIUM, HIGH,
+             ITIN_WORDS, priority=6),
     Detector("US_ITIN", r"\b9\d{8}\b", v.us_itin, LOW, MEDIUM, ITIN_WORDS, priority=6),
-    Detector("CREDIT_CARD", r"\b(?:\d[ -]?){11,18}\d\b", v.credit_card, MEDIUM, HIGH,
+    # Card numbers start with 2-6 or 8 and are written whole, in fours, or 4-6-5 / 4-6-4.
+    Detector("CREDIT_CARD", r"\b[2-68]\d{11,18}\b", v.credit_card, MEDIUM, HIGH, CARD_WORDS,
+             priority=8),
+    Detector("CREDIT_CARD", r"\b[2-68]\d{3}(?: \d{4}){2,3} \d{1,4}\b", v.credit_card, MEDIUM,
+             HIGH, CARD_WORDS, priority=8),
+    Detector("CREDIT_CARD", r"\b[2-68]\d{3}(?:-\d{4}){2,3}-\d{1,4}\b", v.credit_card, MEDIUM,
+             HIGH, CARD_WORDS, priority=8),
+    Detector("CREDIT_CARD", r"\b3\d{3}[ -]\d{6}[ -]\d{4,5}\b", v.credit_card, MEDIUM, HIGH,
              CARD_WORDS, priority=8),
     Detector("ABA_ROUTING_NUMBER", r"\b\d{9}\b", v.aba_routing, LOW, HIGH, ABA_WORDS,
              priority=3),
@@ -98,7 +112,7 @@ BUILTIN: tuple[Detector, ...] = (
     Detector("US_DEA_NUMBER", r"\b[ABCDEFGHJKLMPRSTUX][A-Z9]\d{7}\b", v.us_dea, MEDIUM, HIGH,
              DEA_WORDS, priority=7),
     Detector("US_NPI", r"\b[12]\d{9}\b", v.us_npi, None, HIGH, NPI_WORDS, priority=7),
-    Detector("US_BANK_NUMBER", r"\b\d(?:-?\d){7,16}\b", v.digit_count(8, 17), None, MEDIUM,
+    Detector("US_BANK_NUMBER", r"\b\d{8,17}\b", v.digit_count(8, 17), None, MEDIUM,
              BANK_WORDS, priority=1),
     Detector("US_PASSPORT", r"\b(?:[A-Z]\d{8}|\d{9})\b", v.always, None, MEDIUM,
              PASSPORT_WORDS, priority=2),

@@ -4,6 +4,7 @@ A Finding never holds the value itself, so logging or returning one cannot leak 
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 
 
@@ -36,18 +37,17 @@ class Finding:
     masked: str  # the value with all but its last characters hidden: ***-**-6789
 
 
+_ALNUM = re.compile(r"[^\W_]")
+
+
 def mask(value: str) -> str:
     """Hide every letter and digit but the last four, keeping separators so the shape stays
     recognisable. Short values (codes, dates) are hidden entirely: four characters of a
     diagnosis code or a birth date are the secret itself."""
-    alnum = sum(ch.isalnum() for ch in value)
-    visible = 4 if alnum >= 9 else 0
-    hidden = alnum - visible
-    out = []
-    for ch in value:
-        if ch.isalnum():
-            out.append("*" if hidden > 0 else ch)
-            hidden -= 1
-        else:
-            out.append(ch)
-    return "".join(out)
+    if len(_ALNUM.findall(value)) < 9:
+        return _ALNUM.sub("*", value)
+    cut, seen = len(value), 0
+    while seen < 4:  # where the last four letters or digits begin
+        cut -= 1
+        seen += value[cut].isalnum()
+    return _ALNUM.sub("*", value[:cut]) + value[cut:]

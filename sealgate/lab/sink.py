@@ -9,6 +9,7 @@ import itertools
 import os
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -128,6 +129,26 @@ class SmtpSink:
                         f"within {timeout:g} s")
                 self._changed.wait(remaining)
             return list(self._messages)
+
+    def wait_for_recipients(self, addresses: Iterable[str],
+                            timeout: float = 30) -> dict[str, Delivered]:
+        """For each address, the first message that reached it, once all have one: the MTA
+        may deliver several recipients in one transaction or in several."""
+        wanted = set(addresses)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                found: dict[str, Delivered] = {}
+                for message in self._messages:
+                    for address in message.rcpt_tos:
+                        found.setdefault(address, message)
+                if wanted <= set(found):
+                    return {address: found[address] for address in wanted}
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"the SMTP sink on 127.0.0.1:{self.port} got nothing "
+                                       f"for {sorted(wanted - set(found))} within {timeout:g} s")
+                self._changed.wait(remaining)
 
     def clear(self) -> None:
         with self._changed:

@@ -1,6 +1,8 @@
 """The mail the Sealgate server itself sends: sign-in codes, address confirmation, password
-reset, sent and opened receipts, and a portal recipient's secure reply. Pure builders: values
-in, an EmailMessage (policy SMTP: CRLF, 7-bit safe) out, for the caller to send with smtplib.
+reset, sent and opened receipts, a portal recipient's secure reply, and the DLP notices (a
+held message's decision link to its sender, a policy report to the organisation). Pure
+builders: values in, an EmailMessage (policy SMTP: CRLF, 7-bit safe) out, for the caller to
+send with smtplib.
 
 Notices are multipart/alternative (plain text and the branded HTML of
 sealgate.mail.notification), marked Auto-Submitted (RFC 3834) so that autoresponders stay
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from email.headerregistry import Address, AddressHeader, HeaderRegistry
@@ -166,6 +168,99 @@ def _tracking_notice(branding: Branding, from_address: str, to: str, sentence: s
         html_link_text(tracking_link),
     ])
     return _notice(branding, from_address, to, subject, text, html)
+
+
+def held(branding: Branding, *, from_address: str, to: str, subject: str,
+         recipients: Sequence[str], found: Sequence[str], policies: Sequence[str],
+         link: str, expires_at: datetime) -> EmailMessage:
+    """To the sender: a DLP policy held the message; one link to decide what happens to it.
+    `found` is what was found, masked (see `found_items`)."""
+    quoted, link = _quoted_subject(subject), clean(link)
+    listed = _list([clean(r, _NAME_MAX) for r in recipients])
+    sentence = (f"Your message {quoted} to {listed} was held: it contains "
+                f"{_list([clean(f, _NAME_MAX) for f in found], 'sensitive information')} "
+                f"({_policies(policies)}).")
+    nobody = "Nobody has received it yet."
+    choose = "Choose what happens to it"
+    later = (f"If you do nothing, it will be discarded on {human_date(expires_at)}. Anyone "
+             "with the link can decide: do not forward this email.")
+    text = "\n".join([sentence, nobody, "", f"{choose}:", link, "", later])
+    html = "\n".join([
+        f"<p style=\"font-size:16px\">{escape(sentence)}</p>",
+        f"<p>{escape(nobody)}</p>",
+        html_button(branding, choose, link),
+        f"<p style=\"color:#555;font-size:13px\">{escape(later)}</p>",
+        html_link_text(link),
+    ])
+    return _notice(branding, from_address, to, f"Held: {_short_subject(subject)}", text, html)
+
+
+_DONE = {
+    "block": "refused: it was not sent",
+    "reject": "refused: it was not sent",
+    "quarantine": "held until its sender decides what happens to it",
+    "hold": "held until its sender decides what happens to it",
+    "encrypt": "sent securely",
+    "protect": "sent securely",
+    "notify": "delivered as it was",
+    "pass": "delivered as it was",
+}
+
+
+def dlp_report(branding: Branding, *, from_address: str, to: str, sender: str,
+               recipients: Sequence[str], subject: str, action: str,
+               policies: Sequence[str], found: Sequence[str]) -> EmailMessage:
+    """To the organisation's DLP address: what a policy found (masked) in whose message, and
+    what was done with it."""
+    sender = clean(sender, _NAME_MAX) or "an unknown sender"
+    listed = _list([clean(r, _NAME_MAX) for r in recipients], "no recipients")
+    done = _DONE.get(action, clean(action, 40) or "nothing")
+    items = [clean(f, _NAME_MAX) for f in found] or ["(no details)"]
+    facts = [("From", sender), ("To", listed), ("Subject", _quoted_subject(subject)),
+             ("Matched", _policies(policies)), ("Outcome", done.capitalize())]
+    text = "\n".join([
+        f"A data-leak prevention policy matched a message from {sender}.", "",
+        *[f"{name}: {value}" for name, value in facts], "", "Found (values masked):",
+        *[f"- {item}" for item in items]])
+    html = "\n".join([
+        "<p style=\"font-size:16px\">A data-leak prevention policy matched a message from "
+        f"<strong>{escape(sender)}</strong>.</p>",
+        "<table role=\"presentation\" cellpadding=\"4\" cellspacing=\"0\">",
+        *[f"<tr><td style=\"color:#555\">{escape(name)}</td><td>{escape(value)}</td></tr>"
+          for name, value in facts],
+        "</table>",
+        "<p>Found (values masked):</p>",
+        "<ul>", *[f"<li>{escape(item)}</li>" for item in items], "</ul>",
+    ])
+    return _notice(branding, from_address, to,
+                   f"DLP report: {done.split(':')[0]}: {_short_subject(subject)}", text, html)
+
+
+_WHY_UNREADABLE = {"encrypted": " because it is encrypted",
+                   "unreadable": " because it cannot be read",
+                   "limit": " because it is over a scanning limit"}
+
+
+def found_items(findings: Sequence[Mapping[str, str]],
+                unreadable: Sequence[Mapping[str, str]] = (), limit: int = 10) -> list[str]:
+    """A DLP report's findings and unreadable parts as short phrases for a notice:
+    "payment card number **** **** **** 1111", "x.pdf, which cannot be checked because it is
+    encrypted". The values are the report's, already masked. Repeats are listed once; past
+    `limit`, one phrase counts the rest."""
+    items: list[str] = []
+    for finding in findings:
+        label = clean(finding.get("label") or finding.get("type", "").replace("_", " ").lower(),
+                      80)
+        items.append(" ".join(filter(None, [label, clean(finding.get("value", ""), 80)])))
+    for part in unreadable:
+        problem = clean(part.get("problem", ""), 40)
+        why = _WHY_UNREADABLE.get(problem, f" ({problem})" if problem else "")
+        items.append(f"{clean(part.get('part', ''), 80) or 'an attachment'}, which cannot be "
+                     f"checked{why}")
+    items = list(dict.fromkeys(item for item in items if item))
+    if len(items) > limit:
+        items = [*items[:limit - 1], f"{len(items) - limit + 1} more"]
+    return items
 
 
 def reply_message(*, from_address: str, from_name: str, to: Sequence[str], cc: Sequence[str],
@@ -361,10 +456,17 @@ def _count(number: int, unit: str) -> str:
     return f"{number} {unit}" if number == 1 else f"{number} {unit}s"
 
 
-def _list(items: list[str]) -> str:
+def _policies(names: Sequence[str]) -> str:
+    names = [clean(name, 100) for name in names if clean(name)]
+    if not names:
+        return "a data-leak prevention policy"
+    return f"policy {names[0]}" if len(names) == 1 else f"policies {_list(names)}"
+
+
+def _list(items: list[str], empty: str = "your recipients") -> str:
     items = [item for item in items if item]
     if not items:
-        return "your recipients"
+        return empty
     if len(items) > _LISTED_RECIPIENTS:
         shown = items[:_LISTED_RECIPIENTS - 1]
         return f"{', '.join(shown)} and {len(items) - len(shown)} others"

@@ -1,6 +1,7 @@
 """What the milter changes on a protected message, worked out as a value before anything is
 applied: header deletions and changes, added headers, a new body, recipients to take off the
-transaction, and the message to re-inject for them. Pure."""
+transaction, and the message to re-inject for them. Also the copies of a held message its
+sender releases (`secure_copies`, `marked_original`), built from the same pieces. Pure."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 from sealgate.crypto.marks import MARK_HEADER, make_mark
 from sealgate.mail.message import InboundMessage, header_block
 from sealgate.mail.notification import NOTIFICATION_ID_HEADER, Notification
+from sealgate.mail.triggers import TAG_HEADER
 from sealgate.mail.verdict import Verdict, headers_to_remove, kept_headers
 
 
@@ -56,16 +58,83 @@ def plan(message: InboundMessage, verdict: Verdict, deposited: Deposited | None,
         return Changes(delete_headers=_descending(headers_to_remove(message, False)),
                        set_headers=subject)
     assert deposited is not None, "external recipients need a deposit"
-    added = _notification_headers(message, deposited, mark_secret)
     if not verdict.internal:
         return Changes(delete_headers=_descending(headers_to_remove(message, True)),
-                       set_headers=subject, add_headers=added,
+                       set_headers=subject,
+                       add_headers=_notification_headers(message, deposited, mark_secret),
                        body=deposited.notification.body)
-    data = header_block(kept_headers(message, verdict.subject) + added) \
-        + deposited.notification.body
+    data = notification_copy(message, verdict.subject, deposited, mark_secret)
     return Changes(delete_headers=_descending(headers_to_remove(message, False)),
                    set_headers=subject, remove_recipients=verdict.external,
                    reinject=Reinjection(message.mail_from, verdict.external, data))
+
+
+def notification_copy(message: InboundMessage, subject: str | None, deposited: Deposited,
+                      mark_secret: str) -> bytes:
+    """The whole message an external recipient gets instead of the content: the sender's
+    kept headers (with the new subject, if it changed), the notification's, and its body."""
+    return header_block(kept_headers(message, subject)
+                        + _notification_headers(message, deposited, mark_secret)) \
+        + deposited.notification.body
+
+
+def marked_original(message: InboundMessage, mark_secret: str) -> bytes:
+    """The original as its sender wrote it (without the add-in's tag header), carrying the
+    processed mark so that the milter lets it pass if it sees it again. The mark binds the
+    Message-ID: give a message that has one (InboundMessage.with_message_id)."""
+    dropped = {TAG_HEADER.lower(), MARK_HEADER.lower()}  # a mark already there is not ours
+    headers = [(name, value) for name, value in message.headers if name.lower() not in dropped]
+    headers.append((MARK_HEADER, make_mark(mark_secret, message.header("Message-ID") or "",
+                                           message.body)))
+    return header_block(headers) + message.body
+
+
+def secure_copies(message: InboundMessage, internal: tuple[str, ...],
+                  external: tuple[str, ...], deposited: Deposited | None, mark_secret: str,
+                  subject: str | None = None) -> list[Reinjection]:
+    """A held message its sender chose to send securely, as the milter would have sent it:
+    external recipients get the notification of the deposit, internal ones the original
+    with the processed mark. One copy per group that has recipients."""
+    copies = []
+    if external:
+        assert deposited is not None, "external recipients need a deposit"
+        copies.append(Reinjection(message.mail_from, external,
+                                  notification_copy(message, subject, deposited, mark_secret)))
+    if internal:
+        copies.append(Reinjection(message.mail_from, internal,
+                                  marked_original(message, mark_secret)))
+    return copies
+
+
+def inbound(raw: bytes, mail_from: str, recipients: tuple[str, ...]) -> InboundMessage:
+    """A whole RFC 5322 message back into the MTA's view of it: header fields in order (a
+    folded field keeps its folds) and the body bytes as they are. `InboundMessage.raw()`
+    gives the same bytes back for a message it made."""
+    end, separator = _header_end(raw)
+    head, body = raw[:end].decode("utf-8", "surrogateescape"), raw[end + separator:]
+    headers: list[tuple[str, str]] = []
+    for line in head.replace("\r\n", "\n").split("\n"):
+        if line[:1] in (" ", "\t") and headers:
+            name, value = headers[-1]
+            headers[-1] = (name, f"{value}\r\n{line}")
+        elif ":" in line:
+            name, _, value = line.partition(":")
+            headers.append((name.strip(), value.lstrip(" \t")))
+        # anything else (an mbox "From " line, stray text) is not a header field: dropped
+    return InboundMessage(mail_from, recipients, tuple(headers), body)
+
+
+def _header_end(raw: bytes) -> tuple[int, int]:
+    """Where the header section ends and how long the blank line after it is (0 when there
+    is none: the message is all header)."""
+    if raw.startswith((b"\r\n", b"\n")):
+        return 0, 2 if raw.startswith(b"\r\n") else 1
+    crlf, lf = raw.find(b"\r\n\r\n"), raw.find(b"\n\n")
+    if crlf >= 0 and (lf < 0 or crlf < lf):
+        return crlf, 4
+    if lf >= 0:
+        return lf, 2
+    return len(raw), 0
 
 
 def _descending(removals: list[tuple[str, int]]) -> list[tuple[str, int]]:

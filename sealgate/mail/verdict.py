@@ -91,12 +91,14 @@ def decide(message: InboundMessage, policy: MailPolicy, dlp: DlpCheck | None = N
     reasons = list(triggers(message, policy))
     report = dlp(message) if dlp is not None and external else None
     action = report.action if report is not None else None
-    names = ", ".join(report.verdict.policies) if report is not None else ""
+    names = ", ".join(report.verdict.policies) if report is not None else ""  # for a hold
     if report is not None and action is DlpAction.BLOCK:
-        return Verdict(Action.REJECT, (f"policy {names}",), internal, external, dlp=report,
-                       reason=f"it contains {report.summary()}, which policy {names} does not "
-                              "allow to be sent outside the organisation; remove it, or ask "
-                              "your administrator")
+        blocking = ", ".join(m.policy for m in report.verdict.matched
+                             if m.action is DlpAction.BLOCK)
+        return Verdict(Action.REJECT, (f"policy {blocking}",), internal, external, dlp=report,
+                       reason=f"it contains {report.summary()}, which policy {blocking} does "
+                              "not allow to be sent outside the organisation; remove it, or "
+                              "ask your administrator")
     if report is not None and action in (DlpAction.ENCRYPT, DlpAction.QUARANTINE):
         if action is DlpAction.QUARANTINE and not reasons:
             return Verdict(Action.HOLD, (f"policy {names}",), internal, external,

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from email.utils import make_msgid
 from pathlib import Path
 from typing import Any
@@ -50,11 +51,18 @@ class Gateway:
         self.spool_dir = config.home / "spool"
         self.spool_dir.mkdir(mode=0o700, exist_ok=True)
         self.inspector = Inspector.from_config(config)
+        # DLP runs on threads Python made, not on libmilter's: pymilter gives its threads
+        # their own interpreter states, and Hyperscan's callback re-enters Python through the
+        # GIL-state API, which does not know them; mixing the two crashes the process.
+        self.dlp_threads = ThreadPoolExecutor(max(2, os.cpu_count() or 2),
+                                              thread_name_prefix="dlp")
 
     def dlp(self, message: InboundMessage) -> Report:
         assert self.inspector is not None
-        return self.inspector.message(message.raw(), message.mail_from, [
-            r for r in message.recipients if not is_internal(r, self.policy.internal_domains)])
+        external = [r for r in message.recipients
+                    if not is_internal(r, self.policy.internal_domains)]
+        return self.dlp_threads.submit(self.inspector.message, message.raw(),
+                                       message.mail_from, external).result()
 
     def needs_body(self, message: InboundMessage) -> bool:
         """Whether the decision needs the body: a trigger in the headers, or DLP and a

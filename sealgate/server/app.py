@@ -74,6 +74,7 @@ def create_app(config: Config, vault: Vault | None = None) -> Flask:
     from sealgate.server.api.internal import internal
     from sealgate.server.branding import brand, page_context
     from sealgate.server.health import health
+    from sealgate.server.holds import held
     from sealgate.server.limits import limiter
     from sealgate.server.portal import portal
 
@@ -83,6 +84,7 @@ def create_app(config: Config, vault: Vault | None = None) -> Flask:
     app.register_blueprint(internal, url_prefix="/api/v1/internal")
     app.register_blueprint(brand)
     app.register_blueprint(portal)
+    app.register_blueprint(held)
     app.register_blueprint(addin_pages)
     csrf = CSRFProtect(app)
     csrf.exempt(api)

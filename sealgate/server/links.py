@@ -1,5 +1,7 @@
-"""The links Sealgate puts in mail: a message's portal page, and the sender's tracking page,
-which is signed with the server's key so that it cannot be made up for another message."""
+"""The links Sealgate puts in mail: a message's portal page, and the sender's pages (the
+tracking page of a message, the decision page of a held one), which are signed with the
+server's key, each kind with its own salt, so that none can be made up for another object
+or turned into a link of another kind."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from sealgate.config import Config
 
 _TRACKING_SALT = "sealgate.tracking"
+_HOLD_SALT = "sealgate.hold"
 
 
 def public_url(config: Config, path: str) -> str:
@@ -34,6 +37,24 @@ def tracked_message(config: Config, token: str) -> uuid.UUID | None:
     """The message a tracking token was made for, or None when it is not one of ours."""
     try:
         return uuid.UUID(URLSafeSerializer(config.server.secret_key, salt=_TRACKING_SALT)
+                         .loads(token))
+    except (BadSignature, ValueError, TypeError):
+        return None
+
+
+def hold_token(config: Config, hold_id: uuid.UUID) -> str:
+    return str(URLSafeSerializer(config.server.secret_key, salt=_HOLD_SALT).dumps(str(hold_id)))
+
+
+def hold_link(config: Config, hold_id: uuid.UUID) -> str:
+    """The sender's decision page for a message a DLP policy held."""
+    return f"{config.server.base_url}/held/{hold_token(config, hold_id)}"
+
+
+def held_id(config: Config, token: str) -> uuid.UUID | None:
+    """The hold a decision-page token was made for, or None when it is not one of ours."""
+    try:
+        return uuid.UUID(URLSafeSerializer(config.server.secret_key, salt=_HOLD_SALT)
                          .loads(token))
     except (BadSignature, ValueError, TypeError):
         return None

@@ -27,10 +27,13 @@ def send(config: Config, message: EmailMessage) -> None:
     send_raw(config, recipients, message.as_bytes())
 
 
-def send_raw(config: Config, recipients: list[str], data: bytes) -> None:
+def send_raw(config: Config, recipients: list[str], data: bytes,
+             mail_from: str | None = None) -> None:
+    """Hand `data` to the MTA; `mail_from` (default: the server's address) gets the bounces,
+    so mail released on a sender's behalf bounces back to that sender."""
     host, port = config.relay
     try:
-        refused = smtp.send(host, port, config.from_address, recipients, data,
+        refused = smtp.send(host, port, mail_from or config.from_address, recipients, data,
                             timeout=config.milter.timeout)
     except (smtplib.SMTPException, OSError) as error:
         log.warning("mail to %d recipient(s) not handed to %s:%d: %s",

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Enum,
     ForeignKey,
@@ -67,6 +68,7 @@ class MessageState(enum.StrEnum):
     ACTIVE = "active"
     RETRACTED = "retracted"
     EXPIRED = "expired"
+    HELD = "held"  # kept for its sender's decision (a DLP hold): never readable by anyone
 
 
 class DeliveryMethod(enum.StrEnum):
@@ -270,6 +272,39 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(Integer)
     digest: Mapped[str] = mapped_column(String(64))
+
+
+class HoldDecision(enum.StrEnum):
+    SENT_SECURELY = "sent_securely"
+    SENT_AS_IS = "sent_as_is"
+    DISCARDED = "discarded"
+    EXPIRED = "expired"
+
+
+class Hold(Base):
+    """A message a DLP policy quarantined until its sender decides (vault/holds.py). The
+    content is a HELD secure message; this row keeps what the sender is shown: the masked
+    report, never a found value. The id is what the sender's signed link names."""
+
+    __tablename__ = "holds"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    # Null once the content is gone: handed over, discarded or expired.
+    message_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("secure_messages.id", ondelete="SET NULL"), index=True)
+    sender: Mapped[str] = mapped_column(String(ADDRESS), index=True)
+    recipients: Mapped[list[str]] = mapped_column(JSON, default=list)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    policies: Mapped[list[str]] = mapped_column(JSON, default=list)  # the names
+    findings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the masked report
+    allow_send_as_is: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    decision: Mapped[HoldDecision | None] = mapped_column(_enum(HoldDecision, "hold_decision"))
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # While a decision is being carried out (mail handed to the MTA), a second one waits;
+    # a claim left by a crash lapses, and the hold can be decided again.
+    claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 Index("ix_audit_events_object", AuditEvent.object_type, AuditEvent.object_id)

@@ -8,7 +8,7 @@ data `<message id>/<part id>` binds both to their place.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +26,7 @@ from sealgate.vault.blobs import LocalBlobStore, new_blob_name
 from sealgate.vault.database import Database
 from sealgate.vault.models import (
     DeliveryMethod,
+    MessageState,
     Part,
     PartKind,
     Recipient,
@@ -58,7 +59,9 @@ class NewMessage:
     header_message_id: str | None = None
     expires_at: datetime | None = None
     in_reply_to_id: uuid.UUID | None = None
+    state: MessageState = MessageState.ACTIVE  # HELD: kept for its sender, never readable
     id: uuid.UUID = field(default_factory=uuid.uuid4)
+
 
 messages_table = cast(Table, SecureMessage.__table__)
 recipients_table = cast(Table, Recipient.__table__)
@@ -123,11 +126,13 @@ class Vault:
         """Seal and store one message; when this returns it is durable."""
         return self.deposit_many([new], actor)[0]
 
-    def deposit_many(self, messages: Sequence[NewMessage], actor: str) -> list[uuid.UUID]:
+    def deposit_many(self, messages: Sequence[NewMessage], actor: str, *,
+                     along: Callable[[Session], None] | None = None) -> list[uuid.UUID]:
         """Seal and store messages together: one blob file, one transaction, one audit lock.
 
         Blobs are written (and fsynced) first, then the rows commit; only then is anything
-        acknowledged. If the commit fails the blob file is removed again."""
+        acknowledged. If the commit fails the blob file is removed again. `along` writes
+        more rows in the same transaction (a hold beside its message), after the messages'."""
         keyring = self.keyring
         blob = new_blob_name()
         sealed: list[bytes] = []
@@ -157,7 +162,8 @@ class Vault:
                 connection.execute(_INSERT_MESSAGES, [{
                     "id": m.id, "sender": m.sender, "sender_name": m.sender_name,
                     "subject": m.subject, "header_message_id": m.header_message_id,
-                    "expires_at": m.expires_at, "in_reply_to_id": m.in_reply_to_id}
+                    "expires_at": m.expires_at, "in_reply_to_id": m.in_reply_to_id,
+                    "state": m.state}
                     for m in messages])
                 recipients = [{"message_id": m.id, "address": r.address,
                                "delivery_method": r.method}
@@ -168,8 +174,11 @@ class Vault:
                     connection.execute(_INSERT_PARTS, part_rows)
                 audit.append(session, keyring.audit_key, [audit.Event(
                     actor, "message.deposited", "message", str(m.id),
-                    {"sender": m.sender, "recipients": len(m.recipients),
-                     "parts": len(m.parts)}) for m in messages])
+                    {"sender": m.sender, "recipients": len(m.recipients), "parts": len(m.parts),
+                     **({} if m.state is MessageState.ACTIVE else {"state": str(m.state)})})
+                    for m in messages])
+                if along is not None:
+                    along(session)
         except BaseException:
             if sealed:  # nothing half-stored stays behind
                 self.blobs.delete(blob)
@@ -206,14 +215,24 @@ class Vault:
         With its wrapped data keys gone the content cannot be opened even where bytes remain
         in a blob file shared with parts deposited at the same time."""
         with self.database.writing() as session:
-            message = self.message(session, message_id)
-            blobs = {part.blob for part in message.parts}
-            session.delete(message)
-            session.flush()
-            still_used = set(session.scalars(select(Part.blob).where(Part.blob.in_(blobs))))
-            audit.append(session, self.keyring.audit_key, [audit.Event(
-                actor, "message.deleted", "message", str(message_id), {"reason": reason})])
-        for blob in blobs - still_used:
+            unused = self.delete_in(session, message_id, actor, reason)
+        self.drop_blobs(unused)
+
+    def delete_in(self, session: Session, message_id: uuid.UUID, actor: str,
+                  reason: str) -> set[str]:
+        """`delete_message` in the caller's transaction. Returns the blob files nothing refers
+        to any more: give them to `drop_blobs` once the transaction has committed."""
+        message = self.message(session, message_id)
+        blobs = {part.blob for part in message.parts}
+        session.delete(message)
+        session.flush()
+        still_used = set(session.scalars(select(Part.blob).where(Part.blob.in_(blobs))))
+        audit.append(session, self.keyring.audit_key, [audit.Event(
+            actor, "message.deleted", "message", str(message_id), {"reason": reason})])
+        return blobs - still_used
+
+    def drop_blobs(self, blobs: set[str]) -> None:
+        for blob in blobs:
             self.blobs.delete(blob)
 
     def verify_content(self, batch: int = 500) -> Iterator[tuple[Part, str]]:

@@ -70,3 +70,30 @@ def test_digit_count_bounds_and_separators() -> None:
     check = v.digit_count(8, 17)
     assert check("12345678") and check("1234-5678-9012") and check("1" * 17)
     assert not check("1234567") and not check("1" * 18) and not check("1234--5678")
+
+
+def test_the_written_out_rules_agree_with_python_stdnum() -> None:
+    """The fast checks must say what python-stdnum says (ITIN: stdnum lacks groups 50-65)."""
+    import random
+
+    from stdnum import iban
+    from stdnum.us import itin, ssn
+
+    pick = random.Random(7)
+    for _ in range(20000):
+        number = f"{pick.randrange(10**9):09d}"
+        assert v.us_ssn(number) == ssn.is_valid(number), number
+        assert v.aba_routing(number) == (rtn.is_valid(number) and int(number[:2]) in
+                                         v._ABA_PREFIXES and number != "000000000"), number
+        if not 50 <= int(number[3:5]) <= 65:
+            assert v.us_itin(number) == itin.is_valid(number), number
+        card = f"{pick.randrange(10**15, 10**16)}"
+        assert v.luhn_ok(card) == luhn.is_valid(card), card
+    for country in ("DE", "GB", "FR", "NL"):
+        for _ in range(500):
+            body = f"{pick.randrange(10**17):018d}"
+            check = iban.calc_check_digits(country + "00" + body)
+            candidate = country + check + body
+            assert v.iban_code(candidate) == iban.is_valid(candidate), candidate
+            wrong = country + f"{(int(check) + 1) % 100:02d}" + body
+            assert v.iban_code(wrong) == iban.is_valid(wrong), wrong

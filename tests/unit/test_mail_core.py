@@ -8,11 +8,10 @@ from email.message import EmailMessage
 
 import pytest
 
+from sealgate.crypto.marks import MARK_HEADER, make_mark
 from sealgate.dlp.findings import Confidence
 from sealgate.dlp.inspect import Located, Report
 from sealgate.dlp.policies import DlpAction, DlpVerdict, Matched
-
-from sealgate.crypto.marks import MARK_HEADER, make_mark
 from sealgate.mail import notification
 from sealgate.mail.message import InboundMessage, decode_words
 from sealgate.mail.rewrite import Deposited, plan

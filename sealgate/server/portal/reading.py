@@ -40,7 +40,7 @@ from sealgate.server.portal.identity import (
 )
 from sealgate.vault import accounts
 from sealgate.vault.accounts import Check
-from sealgate.vault.models import Part, PartKind, Recipient, SecureMessage
+from sealgate.vault.models import MessageState, Part, PartKind, Recipient, SecureMessage
 
 log = logging.getLogger(__name__)
 BODY_STYLE = ("body{margin:0;padding:4px;font:15px/1.5 system-ui,-apple-system,'Segoe UI',"
@@ -56,7 +56,10 @@ def message_centre() -> ResponseReturnValue:
             select(SecureMessage, Recipient).join(Recipient)
             .where(Recipient.address == visitor.address)
             .order_by(SecureMessage.created_at.desc()).limit(500)).all()
-        sent = db.scalars(select(SecureMessage).where(SecureMessage.sender == visitor.address)
+        # A held message (DLP quarantine) is the sender's to decide on its own link, not a
+        # message anyone sent.
+        sent = db.scalars(select(SecureMessage).where(SecureMessage.sender == visitor.address,
+                                                      SecureMessage.state != MessageState.HELD)
                           .order_by(SecureMessage.created_at.desc()).limit(200)).all()
         moment = now()
         rows = [(message, recipient, message.is_readable(moment))

@@ -1,0 +1,203 @@
+"""The sender's decision page for a message a DLP policy held (the link in the "held"
+notice, signed like the tracking link): what was found, masked, and the choice of sending
+it securely, sending it as is (only where the policy allows) or discarding it.
+
+A decision is carried out once (vault/holds.py: claim, hand over, decide). The held
+content is deleted only after the MTA has taken what it became; a failed hand-over leaves
+the hold undecided with its content, and the page asks to try again."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email.utils import make_msgid
+from functools import partial
+from typing import Any
+
+from flask import Blueprint, abort, make_response, render_template, request
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from wtforms import StringField
+from wtforms.validators import AnyOf, InputRequired
+
+from sealgate.config import Config
+from sealgate.mail.message import InboundMessage
+from sealgate.mail.parse import MimeError
+from sealgate.mail.rewrite import Deposited, inbound, marked_original, secure_copies
+from sealgate.mail.verdict import is_internal
+from sealgate.server.api import internal as internal_api
+from sealgate.server.app import Services, services
+from sealgate.server.deposit import deposit_message
+from sealgate.server.limits import CREDENTIALS, limiter
+from sealgate.server.links import held_id
+from sealgate.server.outbox import DeliveryError, send_raw
+from sealgate.server.portal.forms import Form
+from sealgate.vault import holds
+from sealgate.vault.models import Hold, HoldDecision
+
+log = logging.getLogger(__name__)
+held = Blueprint("holds", __name__)
+
+SEND_SECURELY, SEND_AS_IS, DISCARD = "send_securely", "send_as_is", "discard"
+_DECISIONS = {SEND_SECURELY: HoldDecision.SENT_SECURELY, SEND_AS_IS: HoldDecision.SENT_AS_IS,
+              DISCARD: HoldDecision.DISCARDED}
+
+
+class DecisionForm(Form):
+    """One button per choice (decide.html), each posting its value as `choice`."""
+
+    choice = StringField(_l("What should happen to the message?"),
+                         validators=[InputRequired(), AnyOf(list(_DECISIONS))])
+
+
+class _Unsendable(Exception):
+    """The message cannot be sent securely (its MIME structure cannot be read faithfully)."""
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@held.get("/held/<token>")
+def decision_page(token: str) -> ResponseReturnValue:
+    hold = _hold(token)
+    hold = _expired_now(hold)
+    if hold.decision is not None:
+        return _outcome(hold, 200)
+    return render_template("holds/decide.html", hold=hold, form=DecisionForm(), token=token)
+
+
+@held.post("/held/<token>")
+@limiter.limit(CREDENTIALS)
+def decide(token: str) -> ResponseReturnValue:
+    hold = _hold(token)
+    form = DecisionForm()
+    if not form.validate_on_submit():
+        abort(400, description=_("Choose what should happen to the message."))
+    choice = str(form.choice.data)
+    hold = _expired_now(hold)
+    if hold.decision is not None:
+        return _outcome(hold, 409, again=True)
+    if choice == SEND_AS_IS and not hold.allow_send_as_is:
+        service = services()
+        service.vault.record(hold.sender, "hold.refused", "hold", str(hold.id),
+                             {"choice": choice, "ip": request.remote_addr or ""})
+        abort(403, description=_("The policy that held this message does not allow sending it "
+                                 "as is. Send it securely, or discard it."))
+    service = services()
+    try:
+        holds.claim(service.vault, hold.id, now())
+    except holds.AlreadyDecided as refusal:
+        return _outcome(refusal.hold, 409, again=True)
+    except holds.HoldExpired:
+        return _outcome(_expired_now(hold), 410)
+    except holds.HoldBusy:
+        return _page(hold, 409, _("Your decision is being carried out"), _(
+            "A decision on this message is being carried out right now. Reload this page in "
+            "a minute to see the outcome."), retry=True)
+    try:
+        details, after = _carry_out(service, hold, choice)
+    except DeliveryError:
+        holds.release(service.vault, hold.id)
+        return _page(hold, 503, _("Please try again"), _(
+            "The mail server did not take the message, so nothing was sent and the message is "
+            "still held. Please try again in a few minutes."), retry=True)
+    except _Unsendable as problem:
+        holds.release(service.vault, hold.id)
+        return _page(hold, 422, _("This message cannot be sent securely"), _(
+            "Its structure cannot be read faithfully (%(reason)s). It is still held: send it "
+            "as is if the policy allows, or discard it.", reason=str(problem)), retry=True)
+    except BaseException:
+        holds.release(service.vault, hold.id)
+        raise
+    decided = holds.decide(service.vault, hold.id, _DECISIONS[choice], hold.sender, now(),
+                           details)
+    log.info("hold %s: %s by its sender", hold.id, decided.decision)
+    response = make_response(_outcome(decided, 200))
+    if after is not None:
+        response.call_on_close(after)
+    return response
+
+
+def _hold(token: str) -> Hold:
+    service = services()
+    hold_id = held_id(service.config, token)
+    found = holds.find(service.vault, hold_id) if hold_id is not None else None
+    if found is None:
+        service.vault.record("anonymous", "portal.denied", "hold", "",
+                             {"ip": request.remote_addr or ""})
+        abort(404, description=_("This link is not valid. Use the whole link from the email "
+                                 "that told you the message was held."))
+    return found
+
+
+def _expired_now(hold: Hold) -> Hold:
+    """The hold, discarded first if it is undecided and past its expiry."""
+    if hold.decision is not None or not holds.is_expired(hold, now()):
+        return hold
+    try:
+        return holds.expire(services().vault, hold.id, now())
+    except holds.AlreadyDecided as refusal:
+        return refusal.hold
+
+
+def _carry_out(service: Services, hold: Hold,
+               choice: str) -> tuple[dict[str, Any], Callable[[], None] | None]:
+    """Hand the message over as chosen; the audit details (no values) and what to do after
+    the response. Raises DeliveryError when the MTA did not take it."""
+    if choice == DISCARD:
+        return {}, None
+    config, vault = service.config, service.vault
+    message = _message(config, holds.original(vault, hold), hold)
+    if choice == SEND_AS_IS:
+        send_raw(config, list(hold.recipients),
+                 marked_original(message, config.internal_api.secret), hold.sender)
+        return {"recipients": len(hold.recipients)}, None
+    domains = config.organisation.domains
+    internal = tuple(r for r in hold.recipients if is_internal(r, domains))
+    external = tuple(r for r in hold.recipients if r not in internal)
+    deposit = None
+    if external:
+        try:
+            deposit = deposit_message(vault, config, message.raw(), hold.sender, external,
+                                      hold.subject)
+        except MimeError as error:
+            raise _Unsendable(str(error)) from None
+    deposited = Deposited(str(deposit.message_id), deposit.notification) \
+        if deposit is not None else None
+    sent = 0
+    try:
+        for copy in secure_copies(message, internal, external, deposited,
+                                  config.internal_api.secret):
+            send_raw(config, list(copy.recipients), copy.data, hold.sender)
+            sent += 1
+    except DeliveryError:
+        if deposit is not None and sent == 0:  # nobody was told of it: it goes again
+            vault.delete_message(deposit.message_id, hold.sender, "hold hand-over failed")
+        raise
+    details: dict[str, Any] = {"external": len(external), "internal": len(internal)}
+    after = None
+    if deposit is not None:
+        details["message"] = str(deposit.message_id)
+        if config.portal.notify_sender and internal_api.is_internal(config, hold.sender):
+            after = partial(internal_api.tell_sender, config, deposit, list(external))
+    return details, after
+
+
+def _message(config: Config, raw: bytes, hold: Hold) -> InboundMessage:
+    """The held message in the MTA's view, with a Message-ID: the processed mark binds it."""
+    message = inbound(raw, hold.sender, tuple(hold.recipients))
+    return message.with_message_id(make_msgid(domain=config.organisation.domains[0]))[0]
+
+
+def _outcome(hold: Hold, status: int, again: bool = False) -> ResponseReturnValue:
+    return render_template("holds/outcome.html", hold=hold, again=again), status
+
+
+def _page(hold: Hold, status: int, title: str, message: str,
+          retry: bool = False) -> ResponseReturnValue:
+    token = (request.view_args or {}).get("token", "")
+    return render_template("holds/problem.html", hold=hold, title=title, message=message,
+                           retry=retry, token=token), status
