@@ -542,12 +542,21 @@
     return false;
   }
 
-  /* The Smart Alerts answer for a sensitive draft that is not marked to be sent securely. */
-  function blocked(findings) {
+  /* The Smart Alerts answer for a sensitive draft that is not marked to be sent securely.
+     When a policy blocks the content outright, encrypting would not help: say so. */
+  function blocked(findings, action) {
     var names = describeFindings(findings);
     var found = names.length ? names.slice(0, 6).join(", ") +
       (names.length > 6 ? " and " + (names.length - 6) + " more" : "") :
       "sensitive information";
+    if (action === "block") {
+      return {
+        allowEvent: false,
+        errorMessage: shortened("This message contains " + found + ", which your " +
+                                "organisation does not allow to be sent outside it, even " +
+                                "securely. Remove it, or ask your administrator.", DIALOG_MAX)
+      };
+    }
     // Mailbox 1.15: the dialog's button may run a function command (the Encrypt button).
     var offersEncrypt = supports("1.15");
     var how = offersEncrypt ?
@@ -609,7 +618,8 @@
       ]).then(function (ready) {
         return scan(ready[0], ready[1]);
       }).then(function (result) {
-        return result.sensitive === true ? blocked(result.findings) : { allowEvent: true };
+        return result.sensitive === true ? blocked(result.findings, result.action) :
+          { allowEvent: true };
       });
     });
     return withTimeout(check, SEND_CHECK_BUDGET_MS, function () {

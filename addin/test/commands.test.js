@@ -201,6 +201,21 @@ test("a sensitive untagged draft is stopped, naming what was found, with Encrypt
   assert.ok(options.cancelLabel.length <= 20);
 });
 
+test("content a policy blocks is stopped without offering Encrypt, which would not help",
+     async () => {
+  outlook({ body: "passport C03005988" });
+  signIn();
+  scanServer({ findings: [{ type: "US_PASSPORT", label: "US passport number" }],
+               sensitive: true, action: "block" });
+  const options = await run(commands.onMessageSendHandler);
+  assert.deepEqual(options, {
+    allowEvent: false,
+    errorMessage: "This message contains US passport number, which your organisation does " +
+                  "not allow to be sent outside it, even securely. Remove it, or ask your " +
+                  "administrator.",
+  });
+});
+
 test("on a client before Mailbox 1.14 the stop carries no options that client lacks",
      async () => {
   outlook({ mailbox: "1.12" });

@@ -107,8 +107,11 @@ BUILTIN: tuple[Detector, ...] = (
              priority=3),
     Detector("ABA_ROUTING_NUMBER", r"\b\d{4}-\d{4}-\d\b", v.aba_routing, LOW, HIGH,
              ABA_WORDS, priority=3),
-    Detector("IBAN_CODE", r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b", v.iban_code, MEDIUM,
-             HIGH, IBAN_WORDS, priority=8),
+    # IBANs are written whole or in groups of four, the last group shorter.
+    Detector("IBAN_CODE", r"\b[A-Z]{2}\d{2}[A-Z0-9]{11,30}\b", v.iban_code, MEDIUM, HIGH,
+             IBAN_WORDS, priority=8),
+    Detector("IBAN_CODE", r"\b[A-Z]{2}\d{2}(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,3})?\b",
+             v.iban_code, MEDIUM, HIGH, IBAN_WORDS, priority=8),
     Detector("US_DEA_NUMBER", r"\b[ABCDEFGHJKLMPRSTUX][A-Z9]\d{7}\b", v.us_dea, MEDIUM, HIGH,
              DEA_WORDS, priority=7),
     Detector("US_NPI", r"\b[12]\d{9}\b", v.us_npi, None, HIGH, NPI_WORDS, priority=7),

@@ -250,10 +250,25 @@ def test_the_on_send_check_asks_the_servers_scan_and_lets_a_clean_draft_go(
             "allowEvent": True}
     response = scanned.value
     assert response.status == 200
-    assert response.json() == {"findings": [], "sensitive": False, "engine": "none"}
+    answer = response.json()
+    assert (answer["sensitive"], answer["action"], answer["findings"]) == (False, None, [])
     assert response.request.post_data_json == {
         "subject": "Lunch", "body": "See you at noon.", "body_type": "text", "attachments": []}
     assert response.request.headers["authorization"].startswith("Bearer ")
+    check_traffic(traffic)
+    assert errors == []
+
+
+def test_the_on_send_check_stops_a_draft_with_a_card_number_and_offers_encrypt(
+        gateway: Gateway, page: Page) -> None:
+    errors = console_errors(page)
+    traffic = open_commands(page, gateway, subject="Booking",
+                            body="Please charge 4111 1111 1111 1111 for the room.")
+    with page.expect_response(f"{gateway.base}/api/v1/scan") as scanned:
+        options = page.evaluate("window.__officeStub.run('onMessageSendHandler')")
+    assert options["allowEvent"] is False
+    assert options["errorMessage"].startswith("This message contains payment card number.")
+    assert "4111" not in options["errorMessage"] and "4111" not in scanned.value.text()
     check_traffic(traffic)
     assert errors == []
 
