@@ -29,6 +29,9 @@ class Detector:
     # Among overlapping findings of equal confidence the higher priority wins: a checksum
     # says more than a keyword does.
     priority: int = 0
+    # A grouped layout may run on into the next word ("... 7034 THEN"): when the whole
+    # candidate fails, try it without its last group.
+    runs_on: bool = False
 
 
 # Words that say a number is something else: when one of them is the nearest cue before a
@@ -93,7 +96,8 @@ BUILTIN: tuple[Detector, ...] = (
              ITIN_WORDS, priority=6),
     Detector("US_ITIN", rf"\b9\d{{2}} {_ITIN_GROUP} \d{{4}}\b", v.us_itin, MEDIUM, HIGH,
              ITIN_WORDS, priority=6),
-    Detector("US_ITIN", r"\b9\d{8}\b", v.us_itin, LOW, MEDIUM, ITIN_WORDS, priority=6),
+    # The same candidates as the bare SSN (one pattern, fewer for Hyperscan to run).
+    Detector("US_ITIN", r"\b\d{9}\b", v.us_itin, LOW, MEDIUM, ITIN_WORDS, priority=6),
     # Card numbers start with 2-6 or 8 and are written whole, in fours, or 4-6-5 / 4-6-4.
     Detector("CREDIT_CARD", r"\b[2-68]\d{11,18}\b", v.credit_card, MEDIUM, HIGH, CARD_WORDS,
              priority=8),
@@ -111,7 +115,7 @@ BUILTIN: tuple[Detector, ...] = (
     Detector("IBAN_CODE", r"\b[A-Z]{2}\d{2}[A-Z0-9]{11,30}\b", v.iban_code, MEDIUM, HIGH,
              IBAN_WORDS, priority=8),
     Detector("IBAN_CODE", r"\b[A-Z]{2}\d{2}(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,3})?\b",
-             v.iban_code, MEDIUM, HIGH, IBAN_WORDS, priority=8),
+             v.iban_code, MEDIUM, HIGH, IBAN_WORDS, priority=8, runs_on=True),
     Detector("US_DEA_NUMBER", r"\b[ABCDEFGHJKLMPRSTUX][A-Z9]\d{7}\b", v.us_dea, MEDIUM, HIGH,
              DEA_WORDS, priority=7),
     Detector("US_NPI", r"\b[12]\d{9}\b", v.us_npi, None, HIGH, NPI_WORDS, priority=7),

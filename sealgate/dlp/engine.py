@@ -77,6 +77,7 @@ class _Probe:
     caseless: bool
     detectors: tuple[Detector, ...]
     gate: bool
+    words: tuple[str, ...] = ()  # a gate's keywords
 
 
 class Scanner:
@@ -94,7 +95,7 @@ class Scanner:
             f"(?P<support>{_words(d.keywords)})|{disqualify}".encode()) for d in detectors}
         self._disqualifiers = re.compile(disqualify.encode())
         if self.engine is Engine.HYPERSCAN:
-            self._database = _hyperscan_database(self.probes)
+            self._databases = _hyperscan_databases(self.probes)
             # Hyperscan needs scratch space per concurrent scan: one per thread.
             self._scratch = threading.local()
         elif self.engine is Engine.RE:
@@ -107,23 +108,18 @@ class Scanner:
     def scan(self, text: str) -> list[Finding]:
         found: list[Finding] = []
         data = text.encode("ascii", "replace")
-        lowered = data.lower()
         probes = self.probes
         for index, start, end in self._candidates(text, data):
             probe = probes[index]
             if probe.gate:
                 for detector in probe.detectors:
-                    finding = self._gated(detector, text, lowered, start, end)
+                    finding = self._gated(detector, text, data, start, end)
                     if finding is not None:
                         found.append(finding)
                 continue
             value = text[start:end]
-            # Checks of the candidate's surroundings, once for all its detectors.
-            if _inside_longer_number(text, start, end) or \
-                    (" " in value and _more_groups_around(text, start, end)):
-                continue
             for detector in probe.detectors:
-                finding = self._judge(detector, value, lowered, start)
+                finding = self._judge(detector, text, data, value, start)
                 if finding is not None:
                     found.append(finding)
         return _without_overlaps(found)
@@ -142,42 +138,49 @@ class Scanner:
     def _hyperscan_candidates(self, data: bytes) -> Iterable[tuple[int, int, int]]:
         # `data` has one byte per character, so Hyperscan's offsets are valid in the str;
         # everything it looks for is ASCII, and a non-ASCII character is a separator anyway.
-        longest: dict[tuple[int, int], int] = {}
+        found: list[tuple[int, int, int]] = []
+        push = found.append
 
         def on_match(index: int, start: int, end: int, _flags: int, _context: Any) -> None:
-            # Leftmost-start matching reports each end of a variable-length match; like
-            # `re`, keep the longest from each start.
-            longest[index, start] = end
+            push((index, start, end))
 
-        scratch = getattr(self._scratch, "space", None)
-        if scratch is None:
-            scratch = self._scratch.space = hyperscan.Scratch(self._database)
-        self._database.scan(data, match_event_handler=on_match, scratch=scratch)
+        scratches = getattr(self._scratch, "spaces", None)
+        if scratches is None:
+            scratches = self._scratch.spaces = [hyperscan.Scratch(d) for d in self._databases]
+        for database, scratch in zip(self._databases, scratches, strict=True):
+            database.scan(data, match_event_handler=on_match, scratch=scratch)
+        # Leftmost-start matching reports each end of a variable-length match; like `re`,
+        # keep the longest from each start (ends arrive in order, so the last one).
+        longest = {(index, start): end for index, start, end in found}
         return [(index, start, end) for (index, start), end in longest.items()]
 
     # -- judging candidates ----------------------------------------------------------------------
 
-    def _judge(self, detector: Detector, value: str, lowered: bytes,
+    def _judge(self, detector: Detector, text: str, data: bytes, value: str,
                start: int) -> Finding | None:
+        # The validator first: it refuses most candidates, and costs least.
         if not detector.valid(value):
-            shorter = _shrunk(detector, value)
+            shorter = _shrunk(detector, value) if detector.runs_on else None
             if shorter is None:
                 return None
             value = shorter
         end = start + len(value)
-        confidence = self._context(detector, lowered, start, end)
+        if _inside_longer_number(text, start, end) or \
+                (" " in value and _more_groups_around(text, start, end)):
+            return None
+        confidence = self._context(detector, data, start, end)
         if confidence is None:
             return None
         return Finding(detector.type, start, end, confidence, mask(value))
 
-    def _gated(self, detector: Detector, text: str, lowered: bytes, keyword_start: int,
+    def _gated(self, detector: Detector, text: str, data: bytes, keyword_start: int,
                keyword_end: int) -> Finding | None:
         """The value right after the keyword ("MRN: 00123456"), with no word between them
         that says it is something else; else right before it ("S44635802 (passport)")."""
         values = self._values[detector]
         match = values.search(text, keyword_end, keyword_end + GATED_REACH)
-        if match is not None and self._disqualifiers.search(lowered, keyword_end,
-                                                             match.start()) is not None:
+        if match is not None and self._disqualifiers.search(
+                _lowered(data, keyword_end, match.start()), 1) is not None:
             match = None
         if match is None:
             before = [m for m in values.finditer(text, max(0, keyword_start - GATED_BEFORE),
@@ -192,26 +195,38 @@ class Scanner:
         return Finding(detector.type, match.start(), match.end(), detector.with_keyword,
                        mask(value))
 
-    def _context(self, detector: Detector, lowered: bytes, start: int,
+    def _context(self, detector: Detector, data: bytes, start: int,
                  end: int) -> Confidence | None:
         """The nearest cue before the candidate decides: a supporting keyword raises it, a
         disqualifying word close by drops it to low. With no cue before, a keyword just
-        after ("021000021 is the routing number") supports it too."""
+        after ("021000021 is the routing number") supports it too. One look at the text
+        around the candidate, lower-cased."""
+        first = max(0, start - KEYWORD_REACH)
+        window = _lowered(data, first, end + TRAILING_REACH)
+        at, after = start - first + 1, end - first + 1  # the candidate within the window
         support = disqualified = -1
-        for cue in self._cues[detector.type].finditer(lowered, max(0, start - KEYWORD_REACH),
-                                                      start):
+        trailing = False
+        for cue in self._cues[detector.type].finditer(window, 1):
+            if cue.start() >= after:
+                trailing = cue.group("support") is not None
+                break
+            if cue.end() > at:  # inside the candidate itself
+                continue
             if cue.group("support") is not None:
                 support = cue.end()
-            elif start - cue.end() <= DISQUALIFIER_REACH:
+            elif at - cue.end() <= DISQUALIFIER_REACH:
                 disqualified = cue.end()
         if disqualified > support:
             return Confidence.LOW if detector.alone is not None else None
-        if support >= 0:
-            return detector.with_keyword
-        after = self._cues[detector.type].search(lowered, end, end + TRAILING_REACH)
-        if after is not None and after.group("support") is not None:
+        if support >= 0 or trailing:
             return detector.with_keyword
         return detector.alone
+
+
+def _lowered(data: bytes, start: int, end: int) -> bytes:
+    """data[start:end] in lower case, with the byte before it kept in front (search from 1)
+    so that a word boundary at the window's edge is judged on the real text."""
+    return data[start - 1:end].lower() if start > 0 else b" " + data[:end].lower()
 
 
 def _probes(detectors: Sequence[Detector]) -> list[_Probe]:
@@ -222,7 +237,8 @@ def _probes(detectors: Sequence[Detector]) -> list[_Probe]:
         else:
             key = (detector.pattern, detector.caseless, False)
         by_pattern.setdefault(key, []).append(detector)
-    return [_Probe(pattern, caseless, tuple(found), gate)
+    return [_Probe(pattern, caseless, tuple(found), gate,
+                   tuple(sorted({w for d in found for w in d.keywords})) if gate else ())
             for (pattern, caseless, gate), found in by_pattern.items()]
 
 
@@ -230,13 +246,35 @@ def _inline_flags(probe: _Probe) -> str:
     return f"(?i:{probe.pattern})" if probe.caseless else probe.pattern
 
 
-def _hyperscan_database(probes: Sequence[_Probe]) -> Any:
-    database = hyperscan.Database()
-    flags = [hyperscan.HS_FLAG_SOM_LEFTMOST | (hyperscan.HS_FLAG_CASELESS if p.caseless else 0)
-             for p in probes]
-    database.compile(expressions=[p.pattern.encode("ascii") for p in probes],
-                     ids=list(range(len(probes))), elements=len(probes), flags=flags)
-    return database
+def _hyperscan_databases(probes: Sequence[_Probe]) -> list[Any]:
+    """The candidate patterns in one database, the gates' keywords in another, one by one
+    under their gate's id: Hyperscan's literal matcher finds plain words several times faster
+    than an alternation of them, and the two scanned apart cost less than together."""
+    databases = []
+    for gates in (False, True):
+        expressions: list[bytes] = []
+        ids: list[int] = []
+        flags: list[int] = []
+        for index, probe in enumerate(probes):
+            if probe.gate is not gates:
+                continue
+            for pattern in ([_bounded(w) for w in probe.words] if gates else [probe.pattern]):
+                expressions.append(pattern.encode("ascii"))
+                ids.append(index)
+                flags.append(hyperscan.HS_FLAG_SOM_LEFTMOST |
+                             (hyperscan.HS_FLAG_CASELESS if probe.caseless else 0))
+        if expressions:
+            database = hyperscan.Database()
+            database.compile(expressions=expressions, ids=ids, elements=len(expressions),
+                             flags=flags)
+            databases.append(database)
+    return databases
+
+
+def _bounded(word: str) -> str:
+    """The word whole: a word boundary at each end that is a letter or digit."""
+    return (r"\b" if word[0].isalnum() else "") + re.escape(word) + \
+        (r"\b" if word[-1].isalnum() else "")
 
 
 def _inside_longer_number(text: str, start: int, end: int) -> bool:
@@ -260,13 +298,12 @@ def _more_groups_around(text: str, start: int, end: int) -> bool:
 
 
 def _shrunk(detector: Detector, value: str) -> str | None:
-    """The candidate minus trailing space-separated groups, for layouts that run on into the
-    next word (an IBAN followed by "BIC ...")."""
-    while " " in value:
-        value = value.rpartition(" ")[0]
-        if detector.valid(value):
-            return value
-    return None
+    """The candidate without its last space-separated group, for a layout that ran on into
+    the next word (an IBAN in groups followed by "THEN ...")."""
+    if " " not in value:
+        return None
+    shorter = value.rpartition(" ")[0]
+    return shorter if detector.valid(shorter) else None
 
 
 _RANKING = {Confidence.LOW: 0, Confidence.MEDIUM: 1, Confidence.HIGH: 2}

@@ -4,7 +4,6 @@ A Finding never holds the value itself, so logging or returning one cannot leak 
 from __future__ import annotations
 
 import enum
-import re
 from typing import NamedTuple
 
 
@@ -38,17 +37,33 @@ class Finding(NamedTuple):
     masked: str  # the value with all but its last characters hidden: ***-**-6789
 
 
-_ALNUM = re.compile(r"[^\W_]")
+_STARS = str.maketrans({ch: "*" for ch in
+                        "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"})
 
 
 def mask(value: str) -> str:
     """Hide every letter and digit but the last four, keeping separators so the shape stays
     recognisable. Short values (codes, dates) are hidden entirely: four characters of a
     diagnosis code or a birth date are the secret itself."""
-    if len(_ALNUM.findall(value)) < 9:
-        return _ALNUM.sub("*", value)
-    cut, seen = len(value), 0
-    while seen < 4:  # where the last four letters or digits begin
-        cut -= 1
-        seen += value[cut].isalnum()
-    return _ALNUM.sub("*", value[:cut]) + value[cut:]
+    if not value.isascii() or "*" in value:
+        return _mask_any(value)
+    hidden = value.translate(_STARS)  # the common case, in C: every letter and digit a star
+    if hidden.count("*") < 9:
+        return hidden
+    cut = len(hidden)
+    for _ in range(4):  # where the last four letters or digits begin
+        cut = hidden.rindex("*", 0, cut)
+    return hidden[:cut] + value[cut:]
+
+
+def _mask_any(value: str) -> str:
+    alnum = sum(ch.isalnum() for ch in value)
+    hidden = alnum - (4 if alnum >= 9 else 0)
+    out = []
+    for ch in value:
+        if ch.isalnum() and hidden > 0:
+            out.append("*")
+            hidden -= 1
+        else:
+            out.append(ch)
+    return "".join(out)

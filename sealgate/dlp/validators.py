@@ -28,7 +28,8 @@ def _separated(value: str) -> list[str] | None:
     return value.split(separators.pop()) if separators else [value]
 
 
-_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
+# Each digit of the doubled positions replaced by the digit sum of its double.
+_DOUBLED = str.maketrans("0123456789", "0246813579")
 
 
 def luhn_ok(number: str) -> bool:
@@ -36,9 +37,7 @@ def luhn_ok(number: str) -> bool:
     the text, and stdnum's version (with its exceptions) costs several times more."""
     if not number.isdigit():
         return False
-    reverse = number[::-1]
-    total = sum(map(int, reverse[0::2])) + sum(_DOUBLED[int(d)] for d in reverse[1::2])
-    return total % 10 == 0
+    return sum(map(int, number[-1::-2] + number[-2::-2].translate(_DOUBLED))) % 10 == 0
 
 
 # Issuer ranges (first digits) and the lengths each brand issues.
@@ -68,12 +67,20 @@ _CARD_RANGES: tuple[tuple[int, int, frozenset[int]], ...] = (
 _WIDE_GROUPS = ([4, 6, 5], [4, 6, 4])
 
 
+# The ranges by how many leading digits they compare, so each prefix is read once.
+_RANGES_BY_WIDTH = tuple(
+    (width, tuple((low, high, lengths) for low, high, lengths in _CARD_RANGES
+                  if len(str(low)) == width))
+    for width in sorted({len(str(low)) for low, _, _ in _CARD_RANGES}))
+
+
 def card_brand_ok(number: str) -> bool:
     length = len(number)
-    for low, high, lengths in _CARD_RANGES:
-        prefix = int(number[:len(str(low))])
-        if low <= prefix <= high and length in lengths:
-            return True
+    for width, ranges in _RANGES_BY_WIDTH:
+        prefix = int(number[:width])
+        for low, high, lengths in ranges:
+            if low <= prefix <= high and length in lengths:
+                return True
     return False
 
 
