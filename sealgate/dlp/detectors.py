@@ -87,24 +87,19 @@ _SERIAL = r"(?:000[1-9]|00[1-9]\d|0[1-9]\d{2}|[1-9]\d{3})"
 _ITIN_GROUP = r"(?:5\d|6[0-5]|7\d|8[0-8]|9[0-24-9])"
 
 BUILTIN: tuple[Detector, ...] = (
-    Detector("US_SSN", rf"\b{_AREA}-{_GROUP}-{_SERIAL}\b", v.us_ssn, MEDIUM, HIGH, SSN_WORDS,
-             priority=5),
-    Detector("US_SSN", rf"\b{_AREA} {_GROUP} {_SERIAL}\b", v.us_ssn, MEDIUM, HIGH, SSN_WORDS,
-             priority=5),
+    # One separator throughout (the validators insist): 123-45-6789 or 123 45 6789.
+    Detector("US_SSN", rf"\b{_AREA}[- ]{_GROUP}[- ]{_SERIAL}\b", v.us_ssn, MEDIUM, HIGH,
+             SSN_WORDS, priority=5),
     Detector("US_SSN", r"\b\d{9}\b", v.us_ssn, LOW, MEDIUM, SSN_WORDS, priority=4),
-    Detector("US_ITIN", rf"\b9\d{{2}}-{_ITIN_GROUP}-\d{{4}}\b", v.us_itin, MEDIUM, HIGH,
-             ITIN_WORDS, priority=6),
-    Detector("US_ITIN", rf"\b9\d{{2}} {_ITIN_GROUP} \d{{4}}\b", v.us_itin, MEDIUM, HIGH,
+    Detector("US_ITIN", rf"\b9\d{{2}}[- ]{_ITIN_GROUP}[- ]\d{{4}}\b", v.us_itin, MEDIUM, HIGH,
              ITIN_WORDS, priority=6),
     # The same candidates as the bare SSN (one pattern, fewer for Hyperscan to run).
     Detector("US_ITIN", r"\b\d{9}\b", v.us_itin, LOW, MEDIUM, ITIN_WORDS, priority=6),
     # Card numbers start with 2-6 or 8 and are written whole, in fours, or 4-6-5 / 4-6-4.
     Detector("CREDIT_CARD", r"\b[2-68]\d{11,18}\b", v.credit_card, MEDIUM, HIGH, CARD_WORDS,
              priority=8),
-    Detector("CREDIT_CARD", r"\b[2-68]\d{3}(?: \d{4}){2,3} \d{1,4}\b", v.credit_card, MEDIUM,
-             HIGH, CARD_WORDS, priority=8),
-    Detector("CREDIT_CARD", r"\b[2-68]\d{3}(?:-\d{4}){2,3}-\d{1,4}\b", v.credit_card, MEDIUM,
-             HIGH, CARD_WORDS, priority=8),
+    Detector("CREDIT_CARD", r"\b[2-68]\d{3}(?:[ -]\d{4}){2,3}[ -]\d{1,4}\b", v.credit_card,
+             MEDIUM, HIGH, CARD_WORDS, priority=8),
     Detector("CREDIT_CARD", r"\b3\d{3}[ -]\d{6}[ -]\d{4,5}\b", v.credit_card, MEDIUM, HIGH,
              CARD_WORDS, priority=8),
     Detector("ABA_ROUTING_NUMBER", r"\b\d{9}\b", v.aba_routing, LOW, HIGH, ABA_WORDS,

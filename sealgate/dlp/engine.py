@@ -11,8 +11,8 @@ from __future__ import annotations
 import enum
 import re
 import threading
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sealgate.dlp.detectors import BUILTIN, DISQUALIFIERS, Detector
@@ -23,7 +23,7 @@ try:  # the compiled engine is optional: a pure-Python path gives the same findi
 except ImportError:  # pragma: no cover - depends on the platform
     hyperscan = None  # type: ignore[assignment]
 
-KEYWORD_REACH = 60  # characters before a candidate in which a keyword supports it
+KEYWORD_REACH = 50  # characters before a candidate in which a keyword supports it
 DISQUALIFIER_REACH = 30  # ... in which a word such as "order" or "phone" disqualifies it
 GATED_REACH = 48  # characters after a gating keyword in which its value must start
 GATED_BEFORE = 14  # ... or before it, as in "S44635802 (passport)"
@@ -78,6 +78,11 @@ class _Probe:
     detectors: tuple[Detector, ...]
     gate: bool
     words: tuple[str, ...] = ()  # a gate's keywords
+    # (detector, its validator) pairs, looked up once: the scan loop runs per candidate.
+    checks: tuple[tuple[Detector, Callable[[str], bool]], ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "checks", tuple((d, d.valid) for d in self.detectors))
 
 
 class Scanner:
@@ -90,10 +95,9 @@ class Scanner:
                         for d in detectors}
         # Cues are looked up in the text lower-cased as ASCII bytes (one byte per character,
         # like the Hyperscan input): several times faster than a case-blind `re` on the str.
-        disqualify = _words(DISQUALIFIERS)
-        self._cues = {d.type: re.compile(
-            f"(?P<support>{_words(d.keywords)})|{disqualify}".encode()) for d in detectors}
-        self._disqualifiers = re.compile(disqualify.encode())
+        self._support = {d.type: re.compile(_words(d.keywords).encode()) for d in detectors}
+        self._disqualifiers = re.compile(_words(DISQUALIFIERS).encode())
+        self._disqualifier_length = max(len(word) for word in DISQUALIFIERS)
         if self.engine is Engine.HYPERSCAN:
             self._databases = _hyperscan_databases(self.probes)
             # Hyperscan needs scratch space per concurrent scan: one per thread.
@@ -118,8 +122,16 @@ class Scanner:
                         found.append(finding)
                 continue
             value = text[start:end]
-            for detector in probe.detectors:
-                finding = self._judge(detector, text, data, value, start)
+            for detector, valid in probe.checks:
+                # The validator first, in the loop: it refuses most candidates, cheaply.
+                if valid(value):
+                    finding = self._judge(detector, text, data, value, start)
+                elif detector.runs_on:
+                    shorter = _shrunk(detector, value)
+                    finding = None if shorter is None else \
+                        self._judge(detector, text, data, shorter, start)
+                else:
+                    continue
                 if finding is not None:
                     found.append(finding)
         return _without_overlaps(found)
@@ -158,12 +170,8 @@ class Scanner:
 
     def _judge(self, detector: Detector, text: str, data: bytes, value: str,
                start: int) -> Finding | None:
-        # The validator first: it refuses most candidates, and costs least.
-        if not detector.valid(value):
-            shorter = _shrunk(detector, value) if detector.runs_on else None
-            if shorter is None:
-                return None
-            value = shorter
+        """A valid candidate: is it part of something longer, and what do the words around
+        it say?"""
         end = start + len(value)
         if _inside_longer_number(text, start, end) or \
                 (" " in value and _more_groups_around(text, start, end)):
@@ -200,25 +208,31 @@ class Scanner:
         """The nearest cue before the candidate decides: a supporting keyword raises it, a
         disqualifying word close by drops it to low. With no cue before, a keyword just
         after ("021000021 is the routing number") supports it too. One look at the text
-        around the candidate, lower-cased."""
+        around the candidate, lower-cased; the short list of supporting words first, since
+        most candidates have none."""
         first = max(0, start - KEYWORD_REACH)
         window = _lowered(data, first, end + TRAILING_REACH)
         at, after = start - first + 1, end - first + 1  # the candidate within the window
-        support = disqualified = -1
-        trailing = False
-        for cue in self._cues[detector.type].finditer(window, 1):
+        support = -1
+        trailing = None
+        for cue in self._support[detector.type].finditer(window, 1):
             if cue.start() >= after:
-                trailing = cue.group("support") is not None
+                trailing = cue
                 break
-            if cue.end() > at:  # inside the candidate itself
-                continue
-            if cue.group("support") is not None:
+            if cue.end() <= at:
                 support = cue.end()
-            elif at - cue.end() <= DISQUALIFIER_REACH:
-                disqualified = cue.end()
+        disqualified = -1
+        if detector.alone is not Confidence.LOW or support >= 0 or trailing is not None:
+            reach = max(1, at - DISQUALIFIER_REACH - self._disqualifier_length)
+            for cue in self._disqualifiers.finditer(window, reach, at):
+                if at - cue.end() <= DISQUALIFIER_REACH:
+                    disqualified = cue.end()
         if disqualified > support:
             return Confidence.LOW if detector.alone is not None else None
-        if support >= 0 or trailing:
+        if support >= 0:
+            return detector.with_keyword
+        if trailing is not None and self._disqualifiers.search(
+                window, after, trailing.start()) is None:
             return detector.with_keyword
         return detector.alone
 

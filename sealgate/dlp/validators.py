@@ -117,7 +117,7 @@ def us_ssn(value: str) -> bool:
 
 def us_itin(value: str) -> bool:
     """Area 9xx with the IRS's groups 50-65, 70-88, 90-92 and 94-99."""
-    if _SSN_LAYOUT.fullmatch(value) is None:
+    if value[:1] != "9" or _SSN_LAYOUT.fullmatch(value) is None:
         return False
     number = value.replace("-", "").replace(" ", "")
     group = int(number[3:5])
@@ -127,13 +127,13 @@ def us_itin(value: str) -> bool:
 
 # Federal Reserve routing symbols: 00-12 (banks), 21-32 (thrifts), 61-72 (electronic), 80
 # (traveller's cheques); anything else is not a routing number.
-_ABA_PREFIXES = frozenset([*range(0, 13), *range(21, 33), *range(61, 73), 80])
+_ABA_PREFIXES = frozenset(f"{p:02d}" for p in [*range(0, 13), *range(21, 33), *range(61, 73), 80])
 
 
 def aba_routing(value: str) -> bool:
     """A routing symbol prefix and the 3-7-1 weighted checksum."""
     n = value.replace("-", "")
-    if len(n) != 9 or not n.isdigit() or int(n[:2]) not in _ABA_PREFIXES or n == "000000000":
+    if n[:2] not in _ABA_PREFIXES or len(n) != 9 or not n.isdigit() or n == "000000000":
         return False
     d = [int(ch) for ch in n]
     return (3 * (d[0] + d[3] + d[6]) + 7 * (d[1] + d[4] + d[7]) + d[2] + d[5] + d[8]) % 10 == 0

@@ -83,7 +83,7 @@ def test_the_written_out_rules_agree_with_python_stdnum() -> None:
     for _ in range(20000):
         number = f"{pick.randrange(10**9):09d}"
         assert v.us_ssn(number) == ssn.is_valid(number), number
-        assert v.aba_routing(number) == (rtn.is_valid(number) and int(number[:2]) in
+        assert v.aba_routing(number) == (rtn.is_valid(number) and number[:2] in
                                          v._ABA_PREFIXES and number != "000000000"), number
         if not 50 <= int(number[3:5]) <= 65:
             assert v.us_itin(number) == itin.is_valid(number), number
