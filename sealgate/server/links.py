@@ -24,9 +24,20 @@ def message_link(config: Config, message_id: uuid.UUID) -> str:
     return f"{config.server.base_url}/m/{message_id}"
 
 
+def _signed_id(config: Config, salt: str, value: uuid.UUID) -> str:
+    return str(URLSafeSerializer(config.server.secret_key, salt=salt).dumps(str(value)))
+
+
+def _signed_id_of(config: Config, salt: str, token: str) -> uuid.UUID | None:
+    """The id a token was signed for with this salt, or None when it is not one of ours."""
+    try:
+        return uuid.UUID(URLSafeSerializer(config.server.secret_key, salt=salt).loads(token))
+    except (BadSignature, ValueError, TypeError):
+        return None
+
+
 def tracking_token(config: Config, message_id: uuid.UUID) -> str:
-    return str(URLSafeSerializer(config.server.secret_key, salt=_TRACKING_SALT)
-               .dumps(str(message_id)))
+    return _signed_id(config, _TRACKING_SALT, message_id)
 
 
 def tracking_link(config: Config, message_id: uuid.UUID) -> str:
@@ -35,15 +46,11 @@ def tracking_link(config: Config, message_id: uuid.UUID) -> str:
 
 def tracked_message(config: Config, token: str) -> uuid.UUID | None:
     """The message a tracking token was made for, or None when it is not one of ours."""
-    try:
-        return uuid.UUID(URLSafeSerializer(config.server.secret_key, salt=_TRACKING_SALT)
-                         .loads(token))
-    except (BadSignature, ValueError, TypeError):
-        return None
+    return _signed_id_of(config, _TRACKING_SALT, token)
 
 
 def hold_token(config: Config, hold_id: uuid.UUID) -> str:
-    return str(URLSafeSerializer(config.server.secret_key, salt=_HOLD_SALT).dumps(str(hold_id)))
+    return _signed_id(config, _HOLD_SALT, hold_id)
 
 
 def hold_link(config: Config, hold_id: uuid.UUID) -> str:
@@ -53,8 +60,4 @@ def hold_link(config: Config, hold_id: uuid.UUID) -> str:
 
 def held_id(config: Config, token: str) -> uuid.UUID | None:
     """The hold a decision-page token was made for, or None when it is not one of ours."""
-    try:
-        return uuid.UUID(URLSafeSerializer(config.server.secret_key, salt=_HOLD_SALT)
-                         .loads(token))
-    except (BadSignature, ValueError, TypeError):
-        return None
+    return _signed_id_of(config, _HOLD_SALT, token)
