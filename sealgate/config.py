@@ -276,6 +276,48 @@ class DlpConfig(_Section):
         return self
 
 
+_METHODS = ("tls", "smime", "pgp", "portal")
+
+
+def _method_order(value: Any) -> Any:
+    value = _split_commas(value)
+    if not isinstance(value, list) or not value:
+        raise ValueError("must be a non-empty list of methods")
+    unknown = [m for m in value if m not in _METHODS]
+    if unknown:
+        raise ValueError(f"unknown method {unknown[0]!r} (allowed: {', '.join(_METHODS)})")
+    if len(set(value)) != len(value):
+        raise ValueError("names a method twice")
+    return value
+
+
+MethodOrder = Annotated[list[str], BeforeValidator(_method_order)]
+
+
+class RoutingConfig(_Section):
+    """How each recipient of a protected message gets it: the first method in the order that
+    fits (verified TLS, S/MIME, PGP, the portal)."""
+
+    order: MethodOrder = Field(default_factory=lambda: list(_METHODS))
+    # Per recipient domain (the closest parent domain applies) and per recipient address.
+    domains: dict[Domain, MethodOrder] = Field(default_factory=dict)
+    recipients: dict[str, MethodOrder] = Field(default_factory=dict)
+    # A second subject keyword: the sender wants the portal for this message.
+    portal_keywords: Strings = Field(default_factory=lambda: ["secure/"])
+    portal_enabled: bool = True
+    # When nothing fits (the portal off): "bounce" to the sender with the reason, or "hold".
+    no_method: Annotated[str, Field(pattern="^(bounce|hold)$")] = "bounce"
+    # S/MIME and PGP: replace the outer Subject with a neutral one (RFC 9788).
+    protect_subject: bool = False
+    placeholder_subject: str = Field(default="Encrypted message", min_length=1, max_length=100)
+    # Verified TLS that fails at delivery: how long the MTA retries before the portal.
+    tls_fallback_minutes: int = Field(default=60, ge=5, le=7 * 24 * 60)
+    # Take S/MIME certificates from valid signed mail the organisation receives.
+    harvest_certificates: bool = False
+    # Look up recipients' OpenPGP keys by Web Key Directory.
+    wkd: bool = True
+
+
 class InternalApiConfig(_Section):
     secret: str = Field(default="", description="milter → server shared secret; set by init")
 
@@ -301,6 +343,7 @@ class Config(_Section):
     outbound: OutboundConfig = Field(default_factory=OutboundConfig)
     addin: AddinConfig = Field(default_factory=AddinConfig)
     dlp: DlpConfig = Field(default_factory=DlpConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
     internal_api: InternalApiConfig = Field(default_factory=InternalApiConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     vault: VaultConfig = Field(default_factory=VaultConfig)
@@ -530,6 +573,22 @@ quarantine_days = 14
 # detectors = ["PROJECT_CODE"]
 # action = "quarantine"
 # allow_send_as_is = true
+
+[routing]
+# How each outside recipient of a protected message gets it: the first method in this order
+# that fits. tls: delivered as is over verified TLS; smime / pgp: encrypted to the recipient's
+# certificate or key on file; portal: a notification and the secure portal.
+order = ["tls", "smime", "pgp", "portal"]
+# The sender asks for the portal for one message with this subject keyword.
+portal_keywords = ["secure/"]
+portal_enabled = true
+# Nothing fits (portal off): "bounce" to the sender with the reason, or "hold".
+no_method = "bounce"
+protect_subject = false
+tls_fallback_minutes = 60
+# Per domain or recipient, e.g.:
+# [routing.domains]
+# "partner.example" = ["smime", "portal"]
 
 [internal_api]
 # Shared by the milter and the server; keep this file readable by them only.
