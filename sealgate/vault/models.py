@@ -307,4 +307,27 @@ class Hold(Base):
     claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
+class KeyKind(enum.StrEnum):
+    SMIME = "smime"  # an X.509 certificate
+    PGP = "pgp"      # an OpenPGP public key
+
+
+class RecipientKey(Base):
+    """A recipient's public S/MIME certificate or OpenPGP key, for delivery encrypted to them.
+    Public material: stored as is. Imported by an administrator, harvested from signed mail,
+    or found by Web Key Directory (`source`)."""
+
+    __tablename__ = "recipient_keys"
+    __table_args__ = (UniqueConstraint("kind", "fingerprint", "address"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    address: Mapped[str] = mapped_column(String(ADDRESS), index=True)
+    kind: Mapped[KeyKind] = mapped_column(_enum(KeyKind, "key_kind"))
+    fingerprint: Mapped[str] = mapped_column(String(128))
+    material: Mapped[bytes] = mapped_column(LargeBinary)
+    not_after: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    source: Mapped[str] = mapped_column(String(16), default="import")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
 Index("ix_audit_events_object", AuditEvent.object_type, AuditEvent.object_id)
