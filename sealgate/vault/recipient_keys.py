@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import or_, select
 
 from sealgate.vault.models import KeyKind, RecipientKey
 from sealgate.vault.vault import Vault
@@ -72,11 +72,14 @@ def listed(vault: Vault, address: str | None = None) -> list[StoredKey]:
 def remove(vault: Vault, actor: str, fingerprint: str, address: str | None = None) -> int:
     """Remove the keys with this fingerprint (for one address, or all); how many went."""
     with vault.database.writing() as session:
-        query = delete(RecipientKey).where(RecipientKey.fingerprint == fingerprint)
+        query = select(RecipientKey).where(RecipientKey.fingerprint == fingerprint)
         if address is not None:
             query = query.where(RecipientKey.address == address.lower())
-        removed = session.execute(query).rowcount
+        rows = list(session.scalars(query))
+        for row in rows:
+            session.delete(row)
+        removed = len(rows)
         if removed:
             vault.record_in(session, actor, "recipient_key.removed", "recipient_key",
                             fingerprint, {"address": address or "*", "count": removed})
-    return int(removed or 0)
+    return removed
