@@ -10,8 +10,9 @@ HOME_DIR ?= var
 SYSTEM_PACKAGES := python3 python3-venv python3-dev gcc libmilter-dev postfix m4 poppler-utils \
 	util-linux
 # Only for `make test`: Debian's Chromium, which the browser tests drive headless (Playwright
-# never downloads a browser). Its dependencies bring a font (fonts-dejavu-core) for screenshots.
-TEST_SYSTEM_PACKAGES := chromium
+# never downloads a browser; its dependencies bring a font for screenshots), and GnuPG and
+# OpenSSL, which decrypt what Sealgate encrypts with PGP and S/MIME (never our own code).
+TEST_SYSTEM_PACKAGES := chromium gnupg openssl
 
 .PHONY: run test lint typecheck unit bench install clean
 

@@ -444,6 +444,105 @@ def vault_verify(ctx: Context) -> None:
     click.echo(f"all {total} stored part(s) open and authenticate")
 
 
+@cli.group("recipient-keys")
+def recipient_keys_group() -> None:
+    """Recipients' S/MIME certificates and OpenPGP keys, for delivery encrypted to them."""
+
+
+@recipient_keys_group.command("import")
+@click.argument("path", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--address", default=None,
+              help="Only for this address (default: every address the key names).")
+@pass_context
+def recipient_keys_import(ctx: Context, path: str, address: str | None) -> None:
+    """Import a certificate (PEM or DER) or an OpenPGP public key (armored or binary)."""
+    from datetime import UTC, datetime
+
+    from sealgate.vault import recipient_keys
+    from sealgate.vault.models import KeyKind
+
+    try:
+        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except OSError as error:
+        raise click.ClickException(f"cannot read {path}: {error.strerror}") from None
+    now = datetime.now(UTC)
+    kind, addresses, fingerprint, not_after, problems = _key_facts(data, now)
+    if kind is None:
+        raise SealgateError(f"{path} is neither an X.509 certificate nor an OpenPGP key")
+    if problems:
+        raise SealgateError(f"{path} cannot be used: {'; '.join(problems)}")
+    chosen = [address.lower()] if address else [a.lower() for a in addresses]
+    if address and address.lower() not in (a.lower() for a in addresses):
+        raise SealgateError(f"{path} is not for {address} (it names: "
+                            f"{', '.join(addresses) or 'no address'})")
+    vault = ctx.vault()
+    try:
+        for owner in chosen:
+            added = recipient_keys.put(vault, OPERATOR, owner, KeyKind(kind), fingerprint,
+                                       data, not_after)
+            click.echo(f"{'added' if added else 'already on file'}: {kind} {fingerprint} "
+                       f"for {owner}")
+    finally:
+        vault.close()
+
+
+def _key_facts(data: bytes, now: Any) -> tuple[str | None, tuple[str, ...], str, Any,
+                                                 tuple[str, ...]]:
+    """(kind, addresses, fingerprint, not_after, problems) of a certificate or key."""
+    from sealgate.crypto import smime
+
+    certificate = smime.certificate_info(data, now)
+    if certificate.problems != ("not a certificate",):
+        return ("smime", certificate.addresses, certificate.fingerprint_sha256,
+                certificate.not_after, certificate.problems)
+    try:
+        from sealgate.crypto import pgp
+    except ImportError:  # pragma: no cover - the OpenPGP library is optional
+        return None, (), "", None, ()
+    key = pgp.key_info(data, now)
+    if "not an OpenPGP key" in key.problems:
+        return None, (), "", None, ()
+    return "pgp", key.addresses, key.fingerprint, key.expires, key.problems
+
+
+@recipient_keys_group.command("list")
+@click.argument("address", required=False)
+@pass_context
+def recipient_keys_list(ctx: Context, address: str | None) -> None:
+    """The keys on file (for one address)."""
+    from sealgate.vault import recipient_keys
+
+    vault = ctx.vault()
+    try:
+        keys = recipient_keys.listed(vault, address)
+    finally:
+        vault.close()
+    for key in keys:
+        until = key.not_after.date().isoformat() if key.not_after else "no expiry"
+        click.echo(f"{key.address}  {key.kind}  {key.fingerprint}  until {until}  "
+                   f"({key.source})")
+    if not keys:
+        click.echo("no keys on file")
+
+
+@recipient_keys_group.command("remove")
+@click.argument("fingerprint")
+@click.option("--address", default=None, help="Only for this address.")
+@pass_context
+def recipient_keys_remove(ctx: Context, fingerprint: str, address: str | None) -> None:
+    """Remove a key by its fingerprint."""
+    from sealgate.vault import recipient_keys
+
+    vault = ctx.vault()
+    try:
+        removed = recipient_keys.remove(vault, OPERATOR, fingerprint, address)
+    finally:
+        vault.close()
+    if not removed:
+        raise SealgateError(f"no key with fingerprint {fingerprint} on file")
+    click.echo(f"removed {removed} key(s)")
+
+
 @cli.group()
 def db() -> None:
     """The vault database schema."""
