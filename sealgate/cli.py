@@ -444,6 +444,32 @@ def vault_verify(ctx: Context) -> None:
     click.echo(f"all {total} stored part(s) open and authenticate")
 
 
+@cli.command()
+@click.argument("domain")
+@click.option("--nameserver", default=None,
+              help="Ask this resolver, IP[:PORT] (default: the system's).")
+@click.option("--port", default=25, show_default=True, help="Where the MX hosts listen.")
+@click.option("--timeout", default=10.0, show_default=True, help="Seconds per connection.")
+def probe(domain: str, nameserver: str | None, port: int, timeout: float) -> None:
+    """Whether DOMAIN qualifies for verified-TLS delivery: its MX hosts, STARTTLS and
+    certificates, DANE and MTA-STS, with the evidence for the verdict."""
+    import dns.resolver
+
+    from sealgate.routing.probe import Prober, describe
+
+    try:
+        resolver = dns.resolver.Resolver(configure=nameserver is None)
+    except dns.resolver.NoResolverConfiguration:
+        raise SealgateError("no DNS resolver is configured: give --nameserver") from None
+    if nameserver is not None:
+        address, _, port_text = nameserver.rpartition(":") if nameserver.count(":") == 1 \
+            else (nameserver, "", "")
+        resolver.nameservers = [address]
+        if port_text:
+            resolver.port = int(port_text)
+    click.echo(describe(Prober(resolver, port=port, timeout=timeout).probe(domain)))
+
+
 @cli.group("recipient-keys")
 def recipient_keys_group() -> None:
     """Recipients' S/MIME certificates and OpenPGP keys, for delivery encrypted to them."""

@@ -28,17 +28,38 @@ class Changes:
     add_headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes | None = None
     remove_recipients: tuple[str, ...] = ()
-    reinject: Reinjection | None = None
+    reinjections: tuple[Reinjection, ...] = ()
+    # Every recipient got a re-injected copy: this transaction delivers nothing (the MTA's
+    # queue holds the copies, so dropping it loses nothing).
+    discard: bool = False
+
+
+@dataclass(frozen=True)
+class EncryptedCopy:
+    """A whole message for recipients who get it encrypted to their own key (S/MIME, PGP)."""
+
+    method: str
+    recipients: tuple[str, ...]
+    data: bytes
 
 
 @dataclass(frozen=True)
 class Deposited:
-    message_id: str
-    notification: Notification
+    """What the server made of a protected message: the portal deposit and its notification
+    (for `portal` recipients; None: all external ones), and the encrypted copies."""
+
+    message_id: str | None
+    notification: Notification | None
+    portal: tuple[str, ...] | None = None
+    copies: tuple[EncryptedCopy, ...] = ()
+
+    def portal_recipients(self, external: tuple[str, ...]) -> tuple[str, ...]:
+        return external if self.portal is None else self.portal
 
 
 def _notification_headers(message: InboundMessage, deposited: Deposited,
                           mark_secret: str) -> list[tuple[str, str]]:
+    assert deposited.notification is not None and deposited.message_id is not None
     return [
         ("MIME-Version", "1.0"),
         ("Content-Type", deposited.notification.content_type),
@@ -50,29 +71,47 @@ def _notification_headers(message: InboundMessage, deposited: Deposited,
 
 def plan(message: InboundMessage, verdict: Verdict, deposited: Deposited | None,
          mark_secret: str) -> Changes:
-    """Internal recipients keep the original (minus the tag header and keyword); external
-    ones get the notification: on this transaction when they are all the recipients, else
-    as a re-injected copy while they are removed from this one."""
+    """Internal recipients keep the original (minus the tag header and keyword). Recipients
+    with an encrypted copy get it re-injected. The rest of the external ones get the
+    notification: on this transaction when nobody else stays on it, else re-injected. When
+    everyone got a copy, the transaction itself is discarded."""
     subject = [("Subject", verdict.subject)] if verdict.subject is not None else []
     if not verdict.external:
         return Changes(delete_headers=_descending(headers_to_remove(message, False)),
                        set_headers=subject)
     assert deposited is not None, "external recipients need a deposit"
-    if not verdict.internal:
+    encrypted = tuple(Reinjection(message.mail_from, copy.recipients,
+                                  _marked(copy.data, mark_secret))
+                      for copy in deposited.copies)
+    moved = tuple(r for copy in deposited.copies for r in copy.recipients)
+    portal = deposited.portal_recipients(verdict.external)
+    if not verdict.internal and portal:
         return Changes(delete_headers=_descending(headers_to_remove(message, True)),
                        set_headers=subject,
                        add_headers=_notification_headers(message, deposited, mark_secret),
-                       body=deposited.notification.body)
-    data = notification_copy(message, verdict.subject, deposited, mark_secret)
+                       body=deposited.notification.body if deposited.notification else None,
+                       remove_recipients=moved, reinjections=encrypted)
+    notified = (Reinjection(message.mail_from, portal,
+                            notification_copy(message, verdict.subject, deposited,
+                                              mark_secret)),) if portal else ()
     return Changes(delete_headers=_descending(headers_to_remove(message, False)),
-                   set_headers=subject, remove_recipients=verdict.external,
-                   reinject=Reinjection(message.mail_from, verdict.external, data))
+                   set_headers=subject, remove_recipients=(*portal, *moved),
+                   reinjections=(*notified, *encrypted), discard=not verdict.internal)
+
+
+def _marked(data: bytes, mark_secret: str) -> bytes:
+    """A copy Sealgate made, with the processed mark: if it meets the milter again, it
+    passes."""
+    copy = inbound(data, "", ())
+    mark = make_mark(mark_secret, copy.header("Message-ID") or "", copy.body)
+    return header_block([*copy.headers, (MARK_HEADER, mark)]) + copy.body
 
 
 def notification_copy(message: InboundMessage, subject: str | None, deposited: Deposited,
                       mark_secret: str) -> bytes:
     """The whole message an external recipient gets instead of the content: the sender's
     kept headers (with the new subject, if it changed), the notification's, and its body."""
+    assert deposited.notification is not None
     return header_block(kept_headers(message, subject)
                         + _notification_headers(message, deposited, mark_secret)) \
         + deposited.notification.body
@@ -97,7 +136,8 @@ def secure_copies(message: InboundMessage, internal: tuple[str, ...],
     with the processed mark. One copy per group that has recipients."""
     copies = []
     if external:
-        assert deposited is not None, "external recipients need a deposit"
+        assert deposited is not None and deposited.notification is not None, \
+            "external recipients need a deposit"
         copies.append(Reinjection(message.mail_from, external,
                                   notification_copy(message, subject, deposited, mark_secret)))
     if internal:

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from sealgate import smtp
 from sealgate.mail.notification import Notification
-from sealgate.mail.rewrite import Deposited, Reinjection
+from sealgate.mail.rewrite import Deposited, EncryptedCopy, Reinjection
 
 
 class PermanentFailure(Exception):
@@ -69,9 +69,11 @@ class DepositClient:
         raise AssertionError("unreachable")
 
     def deposit(self, raw: bytes, mail_from: str, recipients: Sequence[str],
-                subject: str) -> Deposited:
+                subject: str, force_portal: bool = False) -> Deposited:
+        """The server plans each recipient's method: the portal (a deposit and its
+        notification) or a copy encrypted to the recipient's certificate or key."""
         body = json.dumps({"mail_from": mail_from, "recipients": list(recipients),
-                           "subject": subject,
+                           "subject": subject, "force_portal": force_portal,
                            "message": base64.b64encode(raw).decode("ascii")}).encode()
         status, payload = self._post("/deposits", body)
         if status == 422:
@@ -79,8 +81,15 @@ class DepositClient:
         if status != 201:
             raise TemporaryFailure(f"server answered {status}: {payload[:200]!r}")
         answer = json.loads(payload)
-        return Deposited(answer["message_id"], Notification(
-            content_type=answer["content_type"], body=base64.b64decode(answer["body"])))
+        notification = Notification(content_type=answer["content_type"],
+                                    body=base64.b64decode(answer["body"])) \
+            if answer.get("body") is not None else None
+        copies = tuple(EncryptedCopy(copy["method"], tuple(copy["recipients"]),
+                                     base64.b64decode(copy["message"]))
+                       for copy in answer.get("copies", []))
+        portal = answer.get("portal")
+        return Deposited(answer.get("message_id"), notification,
+                         tuple(portal) if portal is not None else None, copies)
 
     def hold(self, raw: bytes, mail_from: str, recipients: Sequence[str], subject: str,
              report: dict[str, object]) -> str:

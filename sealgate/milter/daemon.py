@@ -24,6 +24,7 @@ from sealgate.dlp.inspect import Inspector, Report
 from sealgate.errors import ConfigError
 from sealgate.mail.message import InboundMessage
 from sealgate.mail.rewrite import Changes, plan
+from sealgate.mail.triggers import find_keyword
 from sealgate.mail.verdict import Action, MailPolicy, Verdict, decide, is_internal, triggers
 from sealgate.milter.client import DepositClient, PermanentFailure, TemporaryFailure, reinject
 
@@ -43,7 +44,10 @@ class Gateway:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.policy = MailPolicy(keywords=tuple(config.milter.subject_keywords),
+        # The portal keywords (`secure/`) trigger too, and ask for the portal.
+        self.portal_keywords = tuple(config.routing.portal_keywords)
+        self.policy = MailPolicy(keywords=(*config.milter.subject_keywords,
+                                           *self.portal_keywords),
                                  internal_domains=tuple(config.organisation.domains),
                                  mark_secret=config.internal_api.secret)
         self.client = DepositClient(config.deposit_url, config.internal_api.secret,
@@ -179,20 +183,26 @@ class SealgateMilter(Milter.Base):  # type: ignore[misc]
             make_msgid(domain=gateway.config.organisation.domains[0]))
         deposited = None
         if verdict.external:
-            deposited = gateway.client.deposit(message.raw(), message.mail_from,
-                                               verdict.external, verdict.display_subject)
+            deposited = gateway.client.deposit(
+                message.raw(), message.mail_from, verdict.external, verdict.display_subject,
+                force_portal=bool(gateway.portal_keywords) and find_keyword(
+                    message.subject, gateway.portal_keywords) is not None)
         changes = plan(message, verdict, deposited, gateway.policy.mark_secret)
-        if changes.reinject is not None:
+        for copy in changes.reinjections:
             # Before this transaction is acknowledged: if re-injection fails the whole
-            # message is retried (at worst a second notification, never a lost one).
-            reinject(gateway.config.milter.reinject, changes.reinject,
-                     gateway.config.milter.timeout)
+            # message is retried (at worst a second copy, never a lost one).
+            reinject(gateway.config.milter.reinject, copy, gateway.config.milter.timeout)
+        log.info("protected message from %s: %s; external %d, internal %d, deposit %s, "
+                 "encrypted copies %s", message.mail_from, ", ".join(verdict.reasons),
+                 len(verdict.external), len(verdict.internal),
+                 deposited.message_id if deposited and deposited.message_id else "-",
+                 ", ".join(f"{c.method} {len(c.recipients)}" for c in deposited.copies)
+                 if deposited and deposited.copies else "-")
+        if changes.discard:  # every recipient has its copy in the MTA's queue
+            return DISCARD
         for name, value in added_headers:
             self.addheader(name, value)
         self._apply(changes)
-        log.info("protected message from %s: %s; external %d, internal %d, deposit %s",
-                 message.mail_from, ", ".join(verdict.reasons), len(verdict.external),
-                 len(verdict.internal), deposited.message_id if deposited else "-")
         return ACCEPT
 
     def _report(self, message: InboundMessage, verdict: Verdict, action: str,

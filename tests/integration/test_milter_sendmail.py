@@ -48,7 +48,7 @@ READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 DELIVERY_TIMEOUT = 20.0
 QUIET_PERIOD = 1.0  # how long "nothing arrives" is watched for
-PROTECTED_LINE = re.compile(r"protected message from .*deposit (\S+)$", re.MULTILINE)
+PROTECTED_LINE = re.compile(r"protected message from .*deposit ([0-9a-f-]{36})", re.MULTILINE)
 MC_EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "sendmail" / "sendmail.mc.example"
 
 

@@ -14,7 +14,7 @@ from sealgate.dlp.inspect import Located, Report
 from sealgate.dlp.policies import DlpAction, DlpVerdict, Matched
 from sealgate.mail import notification
 from sealgate.mail.message import InboundMessage, decode_words
-from sealgate.mail.rewrite import Deposited, plan
+from sealgate.mail.rewrite import Deposited, EncryptedCopy, plan
 from sealgate.mail.triggers import TAG_HEADER, encode_subject, find_keyword, strip_keywords
 from sealgate.mail.verdict import Action, MailPolicy, decide
 
@@ -156,7 +156,7 @@ def test_all_external_swaps_the_body_and_keeps_only_safe_headers() -> None:
     assert added["Content-Type"] == NOTE.content_type
     assert added["X-Sealgate-Message-Id"] == DEPOSITED.message_id
     assert MARK_HEADER in added
-    assert changes.body == NOTE.body and changes.reinject is None
+    assert changes.body == NOTE.body and changes.reinjections == () and not changes.discard
 
 
 def test_split_keeps_internal_on_the_transaction_and_reinjects_the_notification() -> None:
@@ -166,14 +166,14 @@ def test_split_keeps_internal_on_the_transaction_and_reinjects_the_notification(
     assert changes.body is None
     assert changes.delete_headers == [(TAG_HEADER, 1)]
     assert changes.remove_recipients == ("out@gmail.test",)
-    assert changes.reinject is not None
-    assert changes.reinject.recipients == ("out@gmail.test",)
-    copy = message_from_bytes(changes.reinject.data, policy=policy.default)
+    (reinjected,) = changes.reinjections
+    assert reinjected.recipients == ("out@gmail.test",) and not changes.discard
+    copy = message_from_bytes(reinjected.data, policy=policy.default)
     assert copy["Subject"] == "Results"
     assert copy["Message-ID"] == "<m1@example.org>"
     assert copy["X-Mailer"] is None and copy[TAG_HEADER] is None and copy["Received"] is None
     assert copy["X-Sealgate-Message-Id"] == DEPOSITED.message_id
-    assert changes.reinject.data.endswith(NOTE.body)
+    assert reinjected.data.endswith(NOTE.body)
     # The copy carries a mark that verifies, so the milter would pass it if it saw it again.
     again = InboundMessage("who@example.org", ("out@gmail.test",),
                            tuple((k, str(v)) for k, v in copy.items()), NOTE.body)
@@ -183,8 +183,48 @@ def test_split_keeps_internal_on_the_transaction_and_reinjects_the_notification(
 def test_internal_only_keeps_the_body() -> None:
     message = inbound("encrypt/ x", ("in@example.org",))
     changes = plan(message, decide(message, POLICY), None, POLICY.mark_secret)
-    assert changes.body is None and changes.reinject is None and not changes.remove_recipients
+    assert changes.body is None and changes.reinjections == () and not changes.remove_recipients
     assert changes.set_headers == [("Subject", "x")]
+
+
+ENCRYPTED = b"From: who@example.org\r\nMessage-ID: <e1@example.org>\r\nContent-Type: " \
+    b"application/pkcs7-mime; smime-type=enveloped-data\r\n\r\nMIAGCSqG\r\n"
+
+
+def test_recipients_with_their_own_key_get_an_encrypted_copy_the_rest_the_notification() -> None:
+    message = inbound("encrypt/ x", ("a@cert.test", "b@plain.test"))
+    deposited = Deposited(DEPOSITED.message_id, NOTE, portal=("b@plain.test",),
+                          copies=(EncryptedCopy("smime", ("a@cert.test",), ENCRYPTED),))
+    changes = plan(message, decide(message, POLICY), deposited, POLICY.mark_secret)
+    assert changes.body == NOTE.body and changes.remove_recipients == ("a@cert.test",)
+    (copy,) = changes.reinjections
+    assert copy.recipients == ("a@cert.test",) and b"MIAGCSqG" in copy.data
+    again = message_from_bytes(copy.data, policy=policy.default)
+    assert again[MARK_HEADER] and not changes.discard
+    marked = InboundMessage("who@example.org", ("a@cert.test",),
+                            tuple((k, str(v)) for k, v in again.items()), b"MIAGCSqG\r\n")
+    assert decide(marked, POLICY).action is Action.PASS
+
+
+def test_when_everyone_has_an_encrypted_copy_the_transaction_is_discarded() -> None:
+    message = inbound("encrypt/ x", ("a@cert.test", "c@key.test"))
+    deposited = Deposited(None, None, portal=(), copies=(
+        EncryptedCopy("smime", ("a@cert.test",), ENCRYPTED),
+        EncryptedCopy("pgp", ("c@key.test",), ENCRYPTED)))
+    changes = plan(message, decide(message, POLICY), deposited, POLICY.mark_secret)
+    assert changes.discard
+    assert [c.recipients for c in changes.reinjections] == [("a@cert.test",), ("c@key.test",)]
+
+
+def test_colleagues_keep_the_original_while_each_outside_group_gets_its_copy() -> None:
+    message = inbound("encrypt/ x", ("in@example.org", "a@cert.test", "b@plain.test"))
+    deposited = Deposited(DEPOSITED.message_id, NOTE, portal=("b@plain.test",),
+                          copies=(EncryptedCopy("smime", ("a@cert.test",), ENCRYPTED),))
+    changes = plan(message, decide(message, POLICY), deposited, POLICY.mark_secret)
+    assert changes.body is None and not changes.discard
+    assert set(changes.remove_recipients) == {"a@cert.test", "b@plain.test"}
+    assert [c.recipients for c in changes.reinjections] == [("b@plain.test",),
+                                                            ("a@cert.test",)]
 
 
 def test_notification_has_text_html_link_and_branding() -> None:

@@ -25,9 +25,10 @@ from sealgate.mail.message import domain_of
 from sealgate.mail.parse import MimeError
 from sealgate.server.app import services
 from sealgate.server.branding import branding
-from sealgate.server.deposit import Deposit, deposit_message
+from sealgate.server.deposit import Deposit
 from sealgate.server.links import hold_link, tracking_link
 from sealgate.server.outbox import send_after_response
+from sealgate.server.routing import NoMethod, route
 from sealgate.vault import holds
 
 log = logging.getLogger(__name__)
@@ -78,20 +79,40 @@ def create_deposit() -> tuple[Response, int]:
     payload = _payload()
     recipients = _recipients(payload)
     raw = _message(payload)
+    force_portal = payload.get("force_portal", False)
+    if not isinstance(force_portal, bool):
+        abort(400, description="'force_portal' is not a boolean")
     service = services()
     try:
-        deposit = deposit_message(service.vault, service.config, raw,
-                                  _field(payload, "mail_from", str), recipients,
-                                  _field(payload, "subject", str))
-    except MimeError as error:
-        return jsonify(error="unreadable_message", message=str(error)), 422
-    log.info("deposited %s for %d recipient(s)", deposit.message_id, len(recipients))
-    response = jsonify(message_id=str(deposit.message_id), link=deposit.link,
-                       content_type=deposit.notification.content_type,
-                       body=base64.b64encode(deposit.notification.body).decode("ascii"))
-    if service.config.portal.notify_sender and is_internal(service.config, deposit.sender):
+        routed = route(service.vault, service.config, raw, _field(payload, "mail_from", str),
+                       recipients, _field(payload, "subject", str), force_portal)
+    except (MimeError, NoMethod) as error:
+        return jsonify(error="unreadable_message" if isinstance(error, MimeError)
+                       else "no_method", message=str(error)), 422
+    except ValueError as error:  # a certificate or key that encryption refused
+        log.warning("could not encrypt for a recipient: %s", error)
+        return jsonify(error="encryption_failed", message=str(error)), 422
+    deposit = routed.deposit
+    log.info("routed a message for %d recipient(s): %s", len(recipients), ", ".join(
+        f"{method} {len(group)}" for method, group in routed.plan.groups().items()))
+    answer: dict[str, Any] = {
+        "portal": list(routed.portal),
+        "copies": [{"method": c.method, "recipients": list(c.recipients),
+                    "message": base64.b64encode(c.data).decode("ascii")}
+                   for c in routed.copies],
+        "plan": [{"address": c.address, "method": str(c.method),
+                  "evidence": list(c.evidence)} for c in routed.plan.choices],
+        "message_id": None, "body": None}
+    if deposit is not None:
+        answer.update(message_id=str(deposit.message_id), link=deposit.link,
+                      content_type=deposit.notification.content_type,
+                      body=base64.b64encode(deposit.notification.body).decode("ascii"))
+    response = jsonify(answer)
+    if deposit is not None and service.config.portal.notify_sender \
+            and is_internal(service.config, deposit.sender):
         # After the milter has its answer: the notice never slows the mail it is about.
-        response.call_on_close(partial(tell_sender, service.config, deposit, recipients))
+        response.call_on_close(partial(tell_sender, service.config, deposit,
+                                       list(routed.portal)))
     return response, 201
 
 

@@ -1,0 +1,125 @@
+"""Routing a protected message on the server, where the recipients' keys are: the plan
+(routing.plan) with the facts from the vault, the portal deposit for those who get the
+portal, and one encrypted copy per method for those with a usable certificate or key.
+
+Verified TLS is not decided here yet (the probe and the MTA's enforcement come with it), so
+it never fits: those recipients go on to S/MIME, PGP or the portal."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sealgate.config import Config
+from sealgate.crypto import pgp, smime
+from sealgate.mail.message import header_block
+from sealgate.mail.rewrite import EncryptedCopy, inbound
+from sealgate.mail.triggers import TAG_HEADER, encode_subject
+from sealgate.routing.plan import Choice, Facts, Method, Plan, plan, rules_of
+from sealgate.server.deposit import Deposit, deposit_message
+from sealgate.vault import recipient_keys
+from sealgate.vault.models import KeyKind
+from sealgate.vault.vault import Vault
+
+
+class NoMethod(ValueError):
+    """Some recipients have no method (the portal is off and nothing else fits)."""
+
+
+@dataclass(frozen=True)
+class Routed:
+    plan: Plan
+    deposit: Deposit | None
+    portal: tuple[str, ...]
+    copies: tuple[EncryptedCopy, ...]
+
+
+@dataclass
+class _OnFile:
+    """A recipient's usable certificate and key, each with its evidence line."""
+
+    smime: tuple[bytes, str] | None = None
+    pgp: tuple[bytes, str] | None = None
+
+    def facts(self) -> Facts:
+        return Facts(smime=self.smime is not None,
+                     smime_evidence=self.smime[1] if self.smime else "",
+                     pgp=self.pgp is not None, pgp_evidence=self.pgp[1] if self.pgp else "")
+
+
+def route(vault: Vault, config: Config, raw: bytes, mail_from: str,
+          recipients: Sequence[str], subject: str, force_portal: bool = False) -> Routed:
+    """Plan each recipient, deposit for the portal ones, encrypt for the others. Raises
+    MimeError (unreadable), NoMethod, or ValueError (SmimeError, PgpError) from encryption."""
+    now = datetime.now(UTC)
+    on_file = _on_file(vault, recipients, now)
+    facts = {address: on_file[address.lower()].facts() for address in recipients
+             if address.lower() in on_file}
+    decided = plan(recipients, [], facts, rules_of(config.routing), force_portal)
+    groups = decided.groups()
+    if Method.NONE in groups:
+        raise NoMethod(f"no secure way to deliver to {', '.join(groups[Method.NONE])}: the "
+                       "portal is off and no certificate or key for them is on file")
+    copies = []
+    for method in (Method.SMIME, Method.PGP):
+        chosen = groups.get(method, ())
+        if chosen:
+            copies.append(EncryptedCopy(str(method), chosen, _encrypt(
+                method, _cleaned(raw, subject), [on_file[a.lower()] for a in chosen],
+                config)))
+    portal = groups.get(Method.PORTAL, ())
+    deposit = deposit_message(vault, config, raw, mail_from, portal, subject) \
+        if portal else None
+    vault.record(mail_from.lower(), "message.routed", "message",
+                 str(deposit.message_id) if deposit else "",
+                 {"plan": [_evidence(choice) for choice in decided.choices]})
+    return Routed(decided, deposit, portal, tuple(copies))
+
+
+def _encrypt(method: Method, message: bytes, keys: list[_OnFile], config: Config) -> bytes:
+    routing = config.routing
+    if method is Method.SMIME:
+        return smime.encrypt(message, [k.smime[0] for k in keys if k.smime],
+                             protect_subject=routing.protect_subject,
+                             placeholder_subject=routing.placeholder_subject)
+    return pgp.encrypt(message, [k.pgp[0] for k in keys if k.pgp],
+                       protect_subject=routing.protect_subject,
+                       placeholder_subject=routing.placeholder_subject)
+
+
+def _cleaned(raw: bytes, subject: str) -> bytes:
+    """The message as its recipients should see it: without the add-in's tag header, and
+    with the subject the sender meant (the keyword taken out)."""
+    message = inbound(raw, "", ())
+    headers = []
+    for name, value in message.headers:
+        if name.lower() == TAG_HEADER.lower():
+            continue
+        headers.append((name, encode_subject(subject) if name.lower() == "subject" else value))
+    return header_block(headers) + message.body
+
+
+def _evidence(choice: Choice) -> dict[str, object]:
+    return {"address": choice.address, "method": str(choice.method),
+            "evidence": list(choice.evidence)}
+
+
+def _on_file(vault: Vault, recipients: Sequence[str], now: datetime) -> dict[str, _OnFile]:
+    """For each recipient, the newest usable certificate and key on file."""
+    found: dict[str, _OnFile] = {}
+    for key in recipient_keys.for_addresses(vault, recipients, now):
+        entry = found.setdefault(key.address, _OnFile())
+        if key.kind is KeyKind.SMIME and entry.smime is None:
+            info = smime.certificate_info(key.material, now)
+            if info.usable_for(key.address):
+                until = info.not_after.date().isoformat() if info.not_after else "?"
+                entry.smime = (key.material, "S/MIME certificate sha256 "
+                               f"{info.fingerprint_sha256[:16]}, valid until {until}")
+        elif key.kind is KeyKind.PGP and entry.pgp is None:
+            details = pgp.key_info(key.material, now)
+            if details.usable_for(key.address):
+                until = details.expires.date().isoformat() if details.expires else "never"
+                entry.pgp = (key.material, f"OpenPGP key {details.fingerprint[-16:]}, "
+                             f"encryption subkey usable, expires {until}")
+    return found

@@ -1,0 +1,113 @@
+"""Per-recipient delivery on a real Postfix: one message to a recipient with an S/MIME
+certificate on file, one with an OpenPGP key, one with neither and a colleague arrives in
+four forms, each readable only by its recipient (decrypted here with openssl and gpg)."""
+
+from __future__ import annotations
+
+import smtplib
+import subprocess
+from collections.abc import Iterator
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import pytest
+
+from sealgate.lab.pki import TestCa
+from tests.conftest import run_cli
+from tests.crypto.test_pgp import GpgHome
+from tests.integration.messages import SECRET_TEXT, compose, parsed
+from tests.integration.test_milter import Gateway
+
+ANN, CARL, BOB, NURSE = "ann@cert.test", "carl@key.test", "bob@plain.test", "nurse@example.org"
+
+
+class Recipients:
+    def __init__(self, root: Path) -> None:
+        self.ca = TestCa.create()
+        self.ann_key, self.ann_cert = self.ca.issue_email(ANN)
+        (root / "ann.key").write_bytes(self.ann_key)
+        (root / "ann.pem").write_bytes(self.ann_cert)
+        self.gpg = GpgHome(root / "gnupg")
+        self.gpg.generate(f"Carl <{CARL}>")
+        (root / "carl.asc").write_bytes(self.gpg.export(CARL))
+        self.root = root
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, Recipients]]:
+    root = tmp_path_factory.mktemp("routing")
+    gateway = Gateway(root / "lab")
+    (root / "gnupg").mkdir()
+    people = Recipients(root)
+    try:
+        for name in ("ann.pem", "carl.asc"):
+            run_cli("--home", str(gateway.home), "recipient-keys", "import", str(root / name))
+        yield gateway, people
+    finally:
+        people.gpg.close()
+        gateway.close()
+
+
+def openssl_decrypt(people: Recipients, data: bytes) -> bytes:
+    done = subprocess.run(["openssl", "cms", "-decrypt", "-inkey", str(people.root / "ann.key"),
+                           "-recip", str(people.root / "ann.pem")], input=data,
+                          capture_output=True, timeout=60, check=True)
+    return done.stdout
+
+
+def test_four_recipients_get_four_forms_each_only_readable_by_them(
+        lab: tuple[Gateway, Recipients]) -> None:
+    gateway, people = lab
+    gateway.sink.clear()
+    recipients = [ANN, CARL, BOB, NURSE]
+    gateway.send(compose("encrypt/ Lab results", to=", ".join(recipients)), recipients)
+    got = gateway.sink.wait_for_recipients(recipients)
+    assert len({id(d) for d in got.values()}) == 4  # four separate copies
+    for address in (ANN, CARL, BOB):
+        assert SECRET_TEXT.encode() not in got[address].data
+        assert parsed(got[address])["Subject"] == "Lab results"
+
+    smime = parsed(got[ANN])
+    assert smime.get_content_type() == "application/pkcs7-mime"
+    inner = message_from_bytes(openssl_decrypt(people, got[ANN].data), policy=policy.default)
+    assert SECRET_TEXT in inner.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+    pgp = parsed(got[CARL])
+    assert pgp.get_content_type() == "multipart/encrypted"
+    armored = next(part.get_payload(decode=True) for part in pgp.iter_parts()
+                   if part.get_content_type() == "application/octet-stream")
+    decrypted = people.gpg.decrypt(armored)
+    assert decrypted.returncode == 0 and SECRET_TEXT.encode() in decrypted.stdout
+
+    assert parsed(got[BOB])["X-Sealgate-Message-Id"]  # the portal
+    assert SECRET_TEXT.encode() in got[NURSE].data  # a colleague: as is
+    assert "smime 1, pgp 1" in gateway.log("milter")
+
+
+def test_the_sender_can_ask_for_the_portal(lab: tuple[Gateway, Recipients]) -> None:
+    gateway, _ = lab
+    gateway.sink.clear()
+    gateway.send(compose("secure/ Lab results", to=ANN), [ANN])
+    (delivered,) = gateway.sink.wait_for(1)
+    message = parsed(delivered)
+    assert message["X-Sealgate-Message-Id"] and message["Subject"] == "Lab results"
+    assert SECRET_TEXT.encode() not in delivered.data
+
+
+def test_with_the_portal_off_a_recipient_without_a_key_is_refused_with_the_reason(
+        lab: tuple[Gateway, Recipients]) -> None:
+    gateway, _ = lab
+    gateway.sink.clear()
+    gateway.stop_server()
+    gateway.env["SEALGATE_ROUTING__PORTAL_ENABLED"] = "false"
+    try:
+        gateway.start_server()
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            gateway.send(compose("encrypt/ Lab results", to=f"{ANN}, {BOB}"), [ANN, BOB])
+        assert refused.value.smtp_code == 554
+        assert BOB.encode() in refused.value.smtp_error
+        assert gateway.sink.messages == []
+    finally:
+        gateway.stop_server()
+        del gateway.env["SEALGATE_ROUTING__PORTAL_ENABLED"]
+        gateway.start_server()
