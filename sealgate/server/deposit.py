@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sealgate.config import Config
 from sealgate.mail import notification
@@ -31,7 +32,8 @@ def default_expiry(config: Config) -> datetime | None:
 
 
 def deposit_message(vault: Vault, config: Config, raw: bytes, mail_from: str,
-                    recipients: Sequence[str], subject: str) -> Deposit:
+                    recipients: Sequence[str], subject: str,
+                    audit_details: Mapping[str, Any] | None = None) -> Deposit:
     """Seal the original and its readable parts; durable when this returns.
     Raises MimeError when the structure cannot be read faithfully."""
     parsed = parse(raw)
@@ -51,7 +53,8 @@ def deposit_message(vault: Vault, config: Config, raw: bytes, mail_from: str,
         sender=sender, sender_name=sender_name, subject=subject,
         recipients=[NewRecipient(r.lower(), DeliveryMethod.PORTAL) for r in recipients],
         parts=parts, header_message_id=parsed.message_id,
-        expires_at=default_expiry(config)), actor=mail_from)
+        expires_at=default_expiry(config), audit_details=audit_details or {}),
+        actor=mail_from)
     link = message_link(config, message_id)
     return Deposit(message_id, sender, subject, link,
                    notification.build(branding(config), sender_name, subject, link))

@@ -69,11 +69,12 @@ def route(vault: Vault, config: Config, raw: bytes, mail_from: str,
                 method, _cleaned(raw, subject), [on_file[a.lower()] for a in chosen],
                 config)))
     portal = groups.get(Method.PORTAL, ())
-    deposit = deposit_message(vault, config, raw, mail_from, portal, subject) \
+    evidence = {"plan": [_evidence(choice) for choice in decided.choices]}
+    # With a deposit, the plan goes in its audit event: one durable write per message.
+    deposit = deposit_message(vault, config, raw, mail_from, portal, subject, evidence) \
         if portal else None
-    vault.record(mail_from.lower(), "message.routed", "message",
-                 str(deposit.message_id) if deposit else "",
-                 {"plan": [_evidence(choice) for choice in decided.choices]})
+    if deposit is None:
+        vault.record(mail_from.lower(), "message.routed", "message", "", evidence)
     return Routed(decided, deposit, portal, tuple(copies))
 
 

@@ -8,7 +8,7 @@ data `<message id>/<part id>` binds both to their place.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -61,6 +61,8 @@ class NewMessage:
     in_reply_to_id: uuid.UUID | None = None
     state: MessageState = MessageState.ACTIVE  # HELD: kept for its sender, never readable
     id: uuid.UUID = field(default_factory=uuid.uuid4)
+    # More for the deposit's audit event (e.g. each recipient's delivery method and why).
+    audit_details: Mapping[str, Any] = field(default_factory=dict)
 
 
 messages_table = cast(Table, SecureMessage.__table__)
@@ -175,7 +177,8 @@ class Vault:
                 audit.append(session, keyring.audit_key, [audit.Event(
                     actor, "message.deposited", "message", str(m.id),
                     {"sender": m.sender, "recipients": len(m.recipients), "parts": len(m.parts),
-                     **({} if m.state is MessageState.ACTIVE else {"state": str(m.state)})})
+                     **({} if m.state is MessageState.ACTIVE else {"state": str(m.state)}),
+                     **m.audit_details})
                     for m in messages])
                 if along is not None:
                     along(session)

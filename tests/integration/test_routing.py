@@ -11,8 +11,12 @@ from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from sealgate import config
 from sealgate.lab.pki import TestCa
+from sealgate.vault.models import AuditEvent
+from sealgate.vault.vault import Vault
 from tests.conftest import run_cli
 from tests.crypto.test_pgp import GpgHome
 from tests.integration.messages import SECRET_TEXT, compose, parsed
@@ -82,6 +86,19 @@ def test_four_recipients_get_four_forms_each_only_readable_by_them(
     assert parsed(got[BOB])["X-Sealgate-Message-Id"]  # the portal
     assert SECRET_TEXT.encode() in got[NURSE].data  # a colleague: as is
     assert "smime 1, pgp 1" in gateway.log("milter")
+    # The plan, with the evidence for each choice, is in the deposit's audit event.
+    vault = Vault.open(config.load(gateway.home, {}))
+    try:
+        with vault.database.session() as session:
+            details = session.scalars(select(AuditEvent.details).where(
+                AuditEvent.action == "message.deposited")).all()[-1]
+    finally:
+        vault.close()
+    plan = {entry["address"]: entry for entry in details["plan"]}
+    assert {a: e["method"] for a, e in plan.items()} == {ANN: "smime", CARL: "pgp",
+                                                          BOB: "portal"}
+    assert plan[ANN]["evidence"][-1].startswith("S/MIME certificate sha256 ")
+    assert plan[BOB]["evidence"][-1] == "the portal"
 
 
 def test_the_sender_can_ask_for_the_portal(lab: tuple[Gateway, Recipients]) -> None:
