@@ -316,6 +316,17 @@ class RoutingConfig(_Section):
     harvest_certificates: bool = False
     # Look up recipients' OpenPGP keys by Web Key Directory.
     wkd: bool = True
+    # Sign S/MIME copies with the organisation's key and certificate (PEM files, relative to
+    # the home); both empty: not signed. Signing also protects the content from tampering.
+    smime_sign_key: str = ""
+    smime_sign_certificate: str = ""
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> RoutingConfig:
+        if bool(self.smime_sign_key) != bool(self.smime_sign_certificate):
+            raise ValueError("smime_sign_key and smime_sign_certificate go together: give "
+                             "both, or neither")
+        return self
 
 
 class InternalApiConfig(_Section):
@@ -586,6 +597,9 @@ portal_enabled = true
 no_method = "bounce"
 protect_subject = false
 tls_fallback_minutes = 60
+# Sign S/MIME copies with the organisation's key and certificate (PEM files); empty: unsigned.
+smime_sign_key = ""
+smime_sign_certificate = ""
 # Per domain or recipient, e.g.:
 # [routing.domains]
 # "partner.example" = ["smime", "portal"]

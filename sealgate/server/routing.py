@@ -27,6 +27,10 @@ class NoMethod(ValueError):
     """Some recipients have no method (the portal is off and nothing else fits)."""
 
 
+class SigningUnavailable(RuntimeError):
+    """The configured signing key cannot be used right now: worth a retry, not a refusal."""
+
+
 @dataclass(frozen=True)
 class Routed:
     plan: Plan
@@ -82,11 +86,26 @@ def _encrypt(method: Method, message: bytes, keys: list[_OnFile], config: Config
     routing = config.routing
     if method is Method.SMIME:
         return smime.encrypt(message, [k.smime[0] for k in keys if k.smime],
+                             signer=_signer(config),
                              protect_subject=routing.protect_subject,
                              placeholder_subject=routing.placeholder_subject)
     return pgp.encrypt(message, [k.pgp[0] for k in keys if k.pgp],
                        protect_subject=routing.protect_subject,
                        placeholder_subject=routing.placeholder_subject)
+
+
+def _signer(config: Config) -> tuple[bytes, bytes] | None:
+    """The organisation's S/MIME key and certificate, when configured. A file that cannot
+    be read is an error for this message (retried), never an unsigned copy in its place."""
+    routing = config.routing
+    if not routing.smime_sign_key:
+        return None
+    try:
+        return (config.path(routing.smime_sign_key).read_bytes(),
+                config.path(routing.smime_sign_certificate).read_bytes())
+    except OSError as error:
+        raise SigningUnavailable(f"the S/MIME signing key or certificate cannot be read: "
+                                 f"{error.strerror}") from None
 
 
 def _cleaned(raw: bytes, subject: str) -> bytes:

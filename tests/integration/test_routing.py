@@ -111,6 +111,36 @@ def test_the_sender_can_ask_for_the_portal(lab: tuple[Gateway, Recipients]) -> N
     assert SECRET_TEXT.encode() not in delivered.data
 
 
+def test_with_a_signing_key_the_smime_copy_is_signed_by_the_organisation(
+        lab: tuple[Gateway, Recipients]) -> None:
+    gateway, people = lab
+    key, cert = people.ca.issue_email("no-reply@example.org")
+    (people.root / "org.key").write_bytes(key)
+    (people.root / "org.pem").write_bytes(cert)
+    (people.root / "ca.pem").write_bytes(people.ca.cert_pem)
+    gateway.sink.clear()
+    gateway.stop_server()
+    gateway.env.update({"SEALGATE_ROUTING__SMIME_SIGN_KEY": str(people.root / "org.key"),
+                        "SEALGATE_ROUTING__SMIME_SIGN_CERTIFICATE": str(people.root / "org.pem")})
+    try:
+        gateway.start_server()
+        gateway.send(compose("encrypt/ Signed results", to=ANN), [ANN])
+        (delivered,) = gateway.sink.wait_for(1)
+    finally:
+        gateway.stop_server()
+        for name in ("SEALGATE_ROUTING__SMIME_SIGN_KEY",
+                     "SEALGATE_ROUTING__SMIME_SIGN_CERTIFICATE"):
+            del gateway.env[name]
+        gateway.start_server()
+    signed = openssl_decrypt(people, delivered.data)
+    assert message_from_bytes(signed).get_content_type() == "multipart/signed"
+    verified = subprocess.run(["openssl", "cms", "-verify", "-CAfile",
+                               str(people.root / "ca.pem")], input=signed,
+                              capture_output=True, timeout=60, check=False)
+    assert verified.returncode == 0, verified.stderr
+    assert SECRET_TEXT.encode() in verified.stdout
+
+
 def test_with_the_portal_off_a_recipient_without_a_key_is_refused_with_the_reason(
         lab: tuple[Gateway, Recipients]) -> None:
     gateway, _ = lab

@@ -68,3 +68,14 @@ def test_rules_come_from_the_configuration() -> None:
     assert rules.order == (Method.SMIME, Method.PORTAL) and not rules.portal_enabled
     assert rules.order_for("a@mail.partner.test") == (Method.PGP,)
     assert rules.order_for("ceo@x.test") == (Method.TLS, Method.PORTAL)
+
+
+def test_a_signing_key_without_its_certificate_is_refused() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from sealgate.config import Config
+
+    with pytest.raises(ValidationError, match="go together"):
+        Config(home="/tmp/sealgate-rules",  # type: ignore[arg-type]
+               routing={"smime_sign_key": "org.key"})
