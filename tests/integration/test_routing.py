@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import smtplib
 import subprocess
+import urllib.request
+import uuid
 from collections.abc import Iterator
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -15,6 +17,7 @@ from sqlalchemy import select
 
 from sealgate import config
 from sealgate.lab.pki import TestCa
+from sealgate.server.links import tracking_link
 from sealgate.vault.models import AuditEvent
 from sealgate.vault.vault import Vault
 from tests.conftest import run_cli
@@ -99,6 +102,15 @@ def test_four_recipients_get_four_forms_each_only_readable_by_them(
                                                           BOB: "portal"}
     assert plan[ANN]["evidence"][-1].startswith("S/MIME certificate sha256 ")
     assert plan[BOB]["evidence"][-1] == "the portal"
+    # And on the sender's tracking page.
+    settings = config.load(gateway.home, {"SEALGATE_SERVER__BASE_URL":
+                                          gateway.env["SEALGATE_SERVER__BASE_URL"]})
+    deposit_id = uuid.UUID(str(parsed(got[BOB])["X-Sealgate-Message-Id"]))
+    with urllib.request.urlopen(tracking_link(settings, deposit_id), timeout=10) as page:
+        html = page.read().decode()
+    assert "encrypted (S/MIME)" in html and "encrypted (PGP)" in html
+    assert "S/MIME certificate sha256" in html and ANN in html and CARL in html
+    assert SECRET_TEXT not in html
 
 
 def test_the_sender_can_ask_for_the_portal(lab: tuple[Gateway, Recipients]) -> None:

@@ -20,7 +20,7 @@ from sealgate.server.portal import portal
 from sealgate.server.portal.forms import ConfirmForm, ExpiryForm, QuestionForm
 from sealgate.server.portal.identity import now
 from sealgate.vault import accounts
-from sealgate.vault.models import Recipient, SecureMessage
+from sealgate.vault.models import AuditEvent, Recipient, SecureMessage
 
 
 def _message_id(token: str) -> uuid.UUID:
@@ -54,10 +54,16 @@ def tracking(token: str) -> ResponseReturnValue:
         replies = db.scalar(select(func.count()).select_from(SecureMessage).where(
             SecureMessage.in_reply_to_id == message_id)) or 0
         recipients = list(message.recipients)
+        # How every outside recipient got it, and why: the plan in the deposit's audit event.
+        deposited = db.scalar(select(AuditEvent.details).where(
+            AuditEvent.action == "message.deposited", AuditEvent.object_type == "message",
+            AuditEvent.object_id == str(message_id)))
         retract, expiry, question = _forms(message)
+    delivery = (deposited or {}).get("plan", [])
     return render_template("portal/tracking.html", message=message, recipients=recipients,
                            replies=replies, token=token, retract=retract, expiry=expiry,
-                           question=question, readable=message.is_readable(now()))
+                           question=question, readable=message.is_readable(now()),
+                           delivery=delivery if isinstance(delivery, list) else [])
 
 
 @portal.post("/t/<token>/retract")
