@@ -466,15 +466,47 @@
     });
   }
 
+  /* Every To, Cc and Bcc address, so the server judges the draft as the gateway will judge
+     the message (mail that stays inside the organisation is not held back). A field the
+     client cannot read adds nothing: then the server assumes the mail goes outside. */
+  function getRecipients(item) {
+    var fields = ["to", "cc", "bcc"].filter(function (name) {
+      return item[name] && typeof item[name].getAsync === "function";
+    });
+    return Promise.all(fields.map(function (name) {
+      return officeCall(function (done) { item[name].getAsync(done); })
+        .then(function (found) { return Array.isArray(found) ? found : []; },
+              function () { return []; });
+    })).then(function (lists) {
+      var addresses = [];
+      lists.forEach(function (list) {
+        list.forEach(function (entry) {
+          var address = entry && typeof entry.emailAddress === "string" ?
+            entry.emailAddress.trim() : "";
+          if (address.indexOf("@") > 0 && addresses.indexOf(address) < 0) {
+            addresses.push(address);
+          }
+        });
+      });
+      return addresses;
+    });
+  }
+
   function collectDraft(item) {
-    return Promise.all([getSubject(item), getBodyText(item), collectAttachments(item)])
+    return Promise.all([getSubject(item), getBodyText(item), collectAttachments(item),
+                        getRecipients(item)])
       .then(function (parts) {
-        return { subject: parts[0], body: parts[1], body_type: "text", attachments: parts[2] };
+        var draft = { subject: parts[0], body: parts[1], body_type: "text",
+                      attachments: parts[2] };
+        if (parts[3].length) {
+          draft.recipients = parts[3];
+        }
+        return draft;
       });
   }
 
   function withoutContent(draft) {
-    return {
+    var smaller = {
       subject: draft.subject, body: draft.body, body_type: draft.body_type,
       attachments: draft.attachments.map(function (entry) {
         var bare = { name: entry.name };
@@ -484,6 +516,10 @@
         return bare;
       })
     };
+    if (draft.recipients) {
+      smaller.recipients = draft.recipients;
+    }
+    return smaller;
   }
 
   function scan(draft, token) {

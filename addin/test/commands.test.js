@@ -201,6 +201,18 @@ test("a sensitive untagged draft is stopped, naming what was found, with Encrypt
   assert.ok(options.cancelLabel.length <= 20);
 });
 
+test("the scan is told every recipient, once, so mail that stays inside is judged as such",
+     async () => {
+  outlook({ body: "card 4111 1111 1111 1111", to: ["nurse@example.org", "Pat@Gmail.test"],
+            cc: ["nurse@example.org"], bcc: ["audit@example.org"] });
+  signIn();
+  const requests = scanServer({ findings: [], sensitive: false });
+  const options = await run(commands.onMessageSendHandler);
+  assert.deepEqual(options, { allowEvent: true });
+  assert.deepEqual(requests[0].body.recipients,
+                   ["nurse@example.org", "Pat@Gmail.test", "audit@example.org"]);
+});
+
 test("content a policy blocks is stopped without offering Encrypt, which would not help",
      async () => {
   outlook({ body: "passport C03005988" });

@@ -71,6 +71,9 @@ function outlook(options = {}) {
         callback(known ? succeeded() : failed("The key wasn't found.", 9020));
       },
     },
+    ...Object.fromEntries(["to", "cc", "bcc"].filter((field) => options[field]).map(
+      (field) => [field, { getAsync: (callback) => answer(`${field}.getAsync`, callback,
+        options[field].map((emailAddress) => ({ emailAddress, displayName: "" }))) }])),
     getAttachmentsAsync: (callback) => answer("getAttachmentsAsync", callback,
       state.attachments.map(({ id, name, size, contentType, attachmentType, isInline }) =>
         ({ id, name, size, contentType, attachmentType: attachmentType || "file",
