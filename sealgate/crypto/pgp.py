@@ -25,11 +25,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email import errors as email_errors
-from email import policy as email_policy
-from email.header import Header
-from email.message import Message
-from email.parser import BytesParser
 from email.utils import parseaddr
 from typing import Protocol
 from urllib.parse import quote, urlsplit
@@ -37,18 +32,16 @@ from urllib.parse import quote, urlsplit
 import pysequoia
 from pysequoia.packet import Packet, PacketPile, SignatureType, Tag
 
+from sealgate.crypto import protection
+from sealgate.crypto.protection import OBSCURED_SUBJECT
+
 log = logging.getLogger(__name__)
 
-OBSCURED_SUBJECT = "[...]"  # RFC 9788 §2.2: the neutral value of an obscured Subject
-PROTECTED_HEADERS = ("From", "To", "Cc", "Subject", "Date", "Message-ID", "In-Reply-To",
-                     "References", "Reply-To")
 WKD_MAX_BYTES = 64 * 1024
 WKD_TIMEOUT = 5.0
 
 _MIN_RSA_BITS = 2048
-_MAX_MIME_DEPTH = 25
 _PREAMBLE = b"This is an OpenPGP/MIME encrypted message (RFC 4880 and 3156)\r\n"
-_HEADER_FIELD = re.compile(rb"^([!-9;-~]+)[ \t]*:")
 _ZBASE32 = "ybndrfg8ejkmcpqxot1uwisza345h769"
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")
 
@@ -441,21 +434,6 @@ def _first_line(exc: BaseException) -> str:
 # --- encrypt -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Field:
-    name: bytes  # as written
-    raw: bytes  # the whole field as written, folded lines and final CRLF included
-
-    @property
-    def key(self) -> str:
-        return self.name.decode("ascii").lower()
-
-    @property
-    def value(self) -> bytes:
-        """What follows the colon, folding kept, without the final CRLF."""
-        return self.raw.split(b":", 1)[1].removesuffix(b"\r\n")
-
-
 def encrypt(message: bytes, keys: Sequence[bytes], *, protect_subject: bool = False,
             placeholder_subject: str = OBSCURED_SUBJECT) -> bytes:
     """A whole RFC 5322 message (CRLF) as a whole PGP/MIME message (RFC 3156 §4) for every
@@ -465,7 +443,6 @@ def encrypt(message: bytes, keys: Sequence[bytes], *, protect_subject: bool = Fa
     Raises PgpError for no keys, an unusable key or a message that cannot be read."""
     if not keys:
         raise PgpError("no OpenPGP key to encrypt to")
-    outer_subject = _placeholder(placeholder_subject) if protect_subject else None
     now = datetime.now(UTC)
     certs: list[pysequoia.Cert] = []
     approved: list[str] = []
@@ -478,10 +455,13 @@ def encrypt(message: bytes, keys: Sequence[bytes], *, protect_subject: bool = Fa
         certs.append(_certs(bytes(key))[0])
         approved.extend(info.encryption_keys)
 
-    fields, body = _split_message(message)
-    _check_mime(message)
-    outer = _outer_fields(fields, outer_subject)
-    inner = _inner_entity(fields, outer, body)
+    try:
+        fields, body = protection.split(message)
+        outer = protection.outer_fields(
+            fields, placeholder_subject if protect_subject else None)
+    except protection.UnreadableMessage as problem:
+        raise PgpError(str(problem)) from None
+    inner = protection.payload(fields, body, outer)
     try:
         ciphertext = pysequoia.encrypt(inner, certs, armor=False)
     except Exception as exc:
@@ -495,111 +475,7 @@ def encrypt(message: bytes, keys: Sequence[bytes], *, protect_subject: bool = Fa
     return _pgp_mime(outer, armored.encode("ascii"))
 
 
-def _placeholder(subject: str) -> bytes:
-    if any(ch in subject for ch in "\r\n\0"):
-        raise PgpError("the placeholder subject must be one line")
-    if subject.isascii():
-        return subject.encode("ascii")
-    return Header(subject, "utf-8").encode(linesep="\r\n").encode("ascii")
-
-
-def _split_message(message: bytes) -> tuple[list[_Field], bytes]:
-    if not isinstance(message, bytes | bytearray | memoryview):
-        raise PgpError("the message is not bytes")
-    raw = bytes(message)
-    if not raw.strip():
-        raise PgpError("the message is empty")
-    if b"\r\n" not in raw:  # a file with bare LF line ends; mail on the wire is CRLF
-        raw = raw.replace(b"\n", b"\r\n")
-    if raw.startswith(b"\r\n"):
-        raise PgpError("the message has no header section")
-    head, separator, body = raw.partition(b"\r\n\r\n")
-    if not separator:
-        head, body = raw.removesuffix(b"\r\n"), b""
-    fields: list[_Field] = []
-    for number, line in enumerate(head.split(b"\r\n"), 1):
-        if b"\r" in line or b"\n" in line or b"\0" in line:
-            raise PgpError(f"line {number} of the message's header section holds a bare CR, "
-                           "LF or NUL")
-        if line[:1] in (b" ", b"\t") and fields:
-            last = fields[-1]
-            fields[-1] = _Field(last.name, last.raw + line + b"\r\n")
-            continue
-        match = _HEADER_FIELD.match(line)
-        if match is None:
-            raise PgpError(f"line {number} of the message's header section is not a header "
-                           "field")
-        fields.append(_Field(match.group(1), line + b"\r\n"))
-    keys = [f.key for f in fields]
-    if "from" not in keys:
-        raise PgpError("the message has no From header")
-    if keys.count("content-type") > 1:
-        raise PgpError("the message has more than one Content-Type header")
-    return fields, body
-
-
-def _check_mime(message: bytes) -> None:
-    try:
-        parsed = BytesParser(policy=email_policy.compat32).parsebytes(bytes(message))
-        _check_part(parsed, 0)
-    except RecursionError:
-        raise PgpError("the message's MIME parts are nested too deeply") from None
-
-
-def _check_part(part: Message, depth: int) -> None:
-    if depth > _MAX_MIME_DEPTH:
-        raise PgpError(f"the message's MIME parts are nested more than {_MAX_MIME_DEPTH} deep")
-    for defect in part.defects:
-        if isinstance(defect, email_errors.NoBoundaryInMultipartDefect |
-                      email_errors.StartBoundaryNotFoundDefect |
-                      email_errors.MultipartInvariantViolationDefect):
-            raise PgpError("a multipart section of the message has no valid boundary")
-    payload = part.get_payload()
-    if isinstance(payload, list):
-        for child in payload:
-            if isinstance(child, Message):
-                _check_part(child, depth + 1)
-
-
-def _outer_fields(fields: Sequence[_Field], subject: bytes | None) -> list[_Field]:
-    kept = {name.lower() for name in PROTECTED_HEADERS}
-    outer: list[_Field] = []
-    for f in fields:
-        if f.key not in kept:
-            continue
-        if f.key == "subject" and subject is not None:
-            f = _Field(f.name, f.name + b": " + subject + b"\r\n")
-        outer.append(f)
-    return outer
-
-
-def _inner_entity(fields: Sequence[_Field], outer: Sequence[_Field], body: bytes) -> bytes:
-    """The Cryptographic Payload: the original body entity, its Content-* headers (the
-    Content-Type marked `hp="cipher"`), copies of the protected headers, and an HP-Outer
-    field for each header the outer message shows (RFC 9788 §2.2)."""
-    protected = {name.lower() for name in PROTECTED_HEADERS}
-    content_type = next((f for f in fields if f.key == "content-type"), None)
-    lines = [_marked_content_type(content_type)]
-    lines += [f.raw for f in fields if f.key.startswith("content-") and f.key != "content-type"]
-    lines += [f.raw for f in fields if f.key in protected]
-    lines += [b"HP-Outer: " + f.name + b":" + f.value + b"\r\n" for f in outer]
-    return b"".join(lines) + b"\r\n" + body
-
-
-def _marked_content_type(field_: _Field | None) -> bytes:
-    if field_ is None:
-        return b'Content-Type: text/plain; charset="us-ascii"; hp="cipher"\r\n'
-    value = field_.value.decode("utf-8", "surrogateescape")
-    probe = Message()
-    probe["Content-Type"] = value
-    if probe.get_param("hp") is None:
-        return field_.name + b":" + field_.value.rstrip(b" \t\r\n;") + b';\r\n hp="cipher"\r\n'
-    probe.set_param("hp", "cipher")  # already marked: rewrite just this parameter
-    rewritten = str(probe["Content-Type"]).encode("utf-8", "surrogateescape")
-    return field_.name + b": " + rewritten + b"\r\n"
-
-
-def _pgp_mime(outer: Sequence[_Field], armored: bytes) -> bytes:
+def _pgp_mime(outer: Sequence[protection.Field], armored: bytes) -> bytes:
     boundary = f"=_sealgate_pgp_{secrets.token_hex(16)}".encode("ascii")
     armor = armored.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     if not armor.endswith(b"\r\n"):

@@ -18,24 +18,13 @@ Choices, and why:
 - Signing (optional) is `multipart/signed` with a detached CMS SignedData over SHA-256,
   protocol `application/pkcs7-signature` (RFC 8551), made before encrypting, so the
   signature is hidden too. The signed bytes are exactly the bytes placed in the multipart.
-- Header protection follows RFC 9788 with these simplifications: the protected fields are
-  the user-facing ones Sealgate keeps (`PROTECTED_FIELDS`), not every non-structural field;
-  the header confidentiality policy is "no confidentiality" by default and "hide the
-  Subject" (`[...]`, RFC 9788's obscured value) with `protect_subject`; the payload's root
-  carries `hp="cipher"` and one `HP-Outer` field for every field left outside; no Legacy
-  Display Element is added (RFC 9788 makes it optional).
-- The outer message keeps only the routing and threading fields. Everything else (X-*,
-  Thread-Topic, DKIM signatures over the old body, the old Content-* fields) could leak
-  content or no longer holds, and is dropped.
+- Header protection (RFC 9788) and the outer message's fields: `crypto.protection`, shared
+  with PGP/MIME.
 """
 
 from __future__ import annotations
 
 import base64
-import email.errors
-import email.header
-import email.parser
-import email.policy
 import email.utils
 import re
 import secrets
@@ -52,13 +41,10 @@ from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from sealgate.crypto import protection
+from sealgate.crypto.protection import OBSCURED_SUBJECT
 from sealgate.errors import SealgateError
 
-# The fields the encrypted part carries (RFC 9788's protected header fields, as far as
-# Sealgate keeps them), and the only non-MIME fields the outer message keeps.
-PROTECTED_FIELDS = ("from", "to", "cc", "subject", "date", "message-id", "in-reply-to",
-                    "references", "reply-to")
-OBSCURED_SUBJECT = "[...]"
 MIN_RSA_BITS = 2048
 MIN_EC_BITS = 256
 
@@ -239,122 +225,9 @@ def certificate_info(pem_or_der: bytes, now: datetime) -> CertificateInfo:
 # ---------------------------------------------------------------------------- messages
 
 
-@dataclass(frozen=True)
-class _Field:
-    name: str  # lowercase
-    raw: bytes  # the whole field as written: "Name: value" with its folding, ending CRLF
-
-
-_FIELD_NAME = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]*:")
-_FATAL_DEFECTS = (email.errors.NoBoundaryInMultipartDefect,
-                  email.errors.StartBoundaryNotFoundDefect,
-                  email.errors.MultipartInvariantViolationDefect,
-                  email.errors.MissingHeaderBodySeparatorDefect,
-                  email.errors.FirstHeaderLineIsContinuationDefect)
-
-
-def _canonical(message: bytes) -> bytes:
+def _canonical(body: bytes) -> bytes:
     """CRLF line ends throughout, as MIME canonical form and the signature need."""
-    return re.sub(rb"\r?\n", b"\r\n", message)
-
-
-def _split(message: bytes) -> tuple[list[_Field], bytes]:
-    """The header fields as written, and the body (everything after the blank line)."""
-    if not message.strip():
-        raise SmimeError("the message is empty")
-    head, separator, body = message.partition(b"\r\n\r\n")
-    if not separator:
-        head, body = message.removesuffix(b"\r\n"), b""
-    fields: list[_Field] = []
-    for number, line in enumerate(head.split(b"\r\n"), start=1):
-        if line[:1] in (b" ", b"\t"):
-            if not fields:
-                raise SmimeError("the message starts with a continuation line, not a header field")
-            last = fields[-1]
-            fields[-1] = _Field(last.name, last.raw + line + b"\r\n")
-            continue
-        match = _FIELD_NAME.match(line)
-        if match is None:
-            raise SmimeError(f"line {number} of the header section is not a header field")
-        fields.append(_Field(match.group(1).decode("ascii").lower(), line + b"\r\n"))
-    return fields, body
-
-
-def _check_mime(message: bytes) -> None:
-    try:
-        parsed = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(message)
-        defects = [defect for part in parsed.walk() for defect in part.defects]
-    except RecursionError:
-        raise SmimeError("the message's MIME parts are nested too deeply") from None
-    for defect in defects:
-        if isinstance(defect, _FATAL_DEFECTS):
-            reason = (defect.__doc__ or type(defect).__name__).strip().rstrip(".")
-            raise SmimeError(f"the message is not well-formed MIME: {reason[:1].lower()}"
-                             f"{reason[1:]}")
-
-
-def _value(field: _Field) -> bytes:
-    """The field's value as written, unfolded."""
-    return re.sub(rb"\r\n(?=[ \t])", b"", field.raw.split(b":", 1)[1]).strip()
-
-
-def _parameters(value: bytes) -> list[bytes]:
-    """A Content-Type value split at the semicolons outside quoted strings, each piece kept
-    byte for byte (RFC 2231 and 8-bit parameters included)."""
-    pieces, current, quoted, escaped = [], bytearray(), False, False
-    for byte in value:
-        if escaped:
-            escaped = False
-        elif quoted and byte == ord("\\"):
-            escaped = True
-        elif byte == ord('"'):
-            quoted = not quoted
-        elif byte == ord(";") and not quoted:
-            pieces.append(bytes(current).strip())
-            current = bytearray()
-            continue
-        current.append(byte)
-    pieces.append(bytes(current).strip())
-    return [piece for piece in pieces if piece]
-
-
-def _content_type_with_hp(value: bytes) -> bytes:
-    media, *parameters = _parameters(value) or [b"text/plain", b"charset=us-ascii"]
-    kept = [parameter for parameter in parameters
-            if parameter.split(b"=", 1)[0].strip().lower() != b"hp"]
-    return b"Content-Type: " + b";\r\n\t".join([media, *kept, b'hp="cipher"']) + b"\r\n"
-
-
-def _subject_field(text: str) -> bytes:
-    if any(char in text for char in "\r\n\0"):
-        raise SmimeError("the placeholder subject must be one line")
-    if text.isascii():
-        return b"Subject: " + text.encode("ascii") + b"\r\n"
-    encoded = email.header.Header(text, "utf-8", header_name="Subject").encode(linesep="\r\n")
-    return b"Subject: " + encoded.encode("ascii") + b"\r\n"
-
-
-def _payload_root(fields: list[_Field], body: bytes, outer: list[_Field]) -> bytes:
-    """RFC 9788's Cryptographic Payload root: the original MIME entity with hp="cipher" on
-    its Content-Type, the protected fields, and one HP-Outer field per field left outside."""
-    content = [field for field in fields if field.name.startswith("content-")]
-    types = [field for field in content if field.name == "content-type"]
-    content_type = _value(types[0]) if types else b""
-    head = [_content_type_with_hp(content_type)]
-    head += [field.raw for field in content if field.name != "content-type"]
-    head += [field.raw for field in fields if field.name in PROTECTED_FIELDS]
-    head += [b"HP-Outer: " + field.raw for field in outer]
-    return b"".join(head) + b"\r\n" + body
-
-
-def _outer_fields(fields: list[_Field], protect_subject: bool,
-                  placeholder_subject: str) -> list[_Field]:
-    kept = [field for field in fields if field.name in PROTECTED_FIELDS]
-    if not protect_subject:
-        return kept
-    placeholder = _subject_field(placeholder_subject)
-    return [_Field("subject", placeholder) if field.name == "subject" else field
-            for field in kept]
+    return re.sub(rb"\r?\n", b"\r\n", body)
 
 
 def _base64_lines(data: bytes) -> bytes:
@@ -449,17 +322,14 @@ def encrypt(message: bytes, certificates: Sequence[bytes], *,
     `protect_subject`. `now` (default: the current time) is the moment certificates must be
     valid at. Raises `SmimeError` with the reason for bad input."""
     moment = _aware(now) if now is not None else datetime.now(UTC)
-    if not isinstance(message, bytes | bytearray | memoryview):
-        raise SmimeError("the message must be bytes")
-    canonical = _canonical(bytes(message))
-    fields, body = _split(canonical)
-    if not any(field.name == "from" for field in fields):
-        raise SmimeError("the message has no From header field")
-    _check_mime(canonical)
+    try:
+        fields, body = protection.split(message)
+        outer = protection.outer_fields(
+            fields, placeholder_subject if protect_subject else None)
+    except protection.UnreadableMessage as problem:
+        raise SmimeError(str(problem)) from None
     recipients = _recipients(certificates, moment)
-
-    outer = _outer_fields(fields, protect_subject, placeholder_subject)
-    content = _payload_root(fields, body, outer)
+    content = protection.payload(fields, _canonical(body), outer)
     if signer is not None:
         content = _sign(content, signer, moment)
 
