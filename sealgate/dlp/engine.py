@@ -320,9 +320,6 @@ def _shrunk(detector: Detector, value: str) -> str | None:
     return shorter if detector.valid(shorter) else None
 
 
-_RANKING = {Confidence.LOW: 0, Confidence.MEDIUM: 1, Confidence.HIGH: 2}
-
-
 def _without_overlaps(findings: list[Finding]) -> list[Finding]:
     """Where findings overlap, the most confident (then the most specific, then the longest)
     keeps the span. Overlaps are rare and local: sort once, then settle each run of
@@ -347,7 +344,7 @@ def _without_overlaps(findings: list[Finding]) -> list[Finding]:
 def _settle(cluster: list[Finding]) -> list[Finding]:
     if len(cluster) == 1:
         return cluster
-    ordered = sorted(cluster, key=lambda f: (-_RANKING[f.confidence],
+    ordered = sorted(cluster, key=lambda f: (-f.confidence.rank,
                                              -_PRIORITY.get(f.type, 0), f.start - f.end))
     kept: list[Finding] = []
     for finding in ordered:

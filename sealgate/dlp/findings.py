@@ -16,15 +16,11 @@ class Confidence(enum.StrEnum):
     def rank(self) -> int:
         return _RANK[self]
 
-    def raised(self, steps: int = 1) -> Confidence:
-        return _BY_RANK[min(2, max(0, self.rank + steps))]
-
     def at_least(self, other: Confidence | str) -> bool:
         return self.rank >= Confidence(other).rank
 
 
 _RANK = {Confidence.LOW: 0, Confidence.MEDIUM: 1, Confidence.HIGH: 2}
-_BY_RANK = {rank: confidence for confidence, rank in _RANK.items()}
 
 
 class Finding(NamedTuple):

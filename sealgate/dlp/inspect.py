@@ -26,6 +26,7 @@ from sealgate.dlp.policies import (
     evaluate,
     pack_policies,
 )
+from sealgate.dlp.validators import always
 from sealgate.mail.parse import MimeError, parse
 
 log = logging.getLogger(__name__)
@@ -110,26 +111,21 @@ def custom_detector(name: str, pattern: str, keywords: Sequence[str], ignore_cas
     or keywords alone (each occurrence is a finding)."""
     keyword_pattern = r"\b(?:" + "|".join(re.escape(k) for k in keywords) + r")\b"
     if pattern and keywords:
-        return Detector(name, pattern, _always, None, confidence, tuple(keywords),
+        return Detector(name, pattern, always, None, confidence, tuple(keywords),
                         caseless=ignore_case)
-    return Detector(name, pattern or keyword_pattern, _always, confidence, confidence, (),
+    return Detector(name, pattern or keyword_pattern, always, confidence, confidence, (),
                     caseless=ignore_case)
-
-
-def _always(_value: str) -> bool:
-    return True
 
 
 class Inspector:
     def __init__(self, policies: Sequence[Policy], custom: Sequence[Detector] = (),
-                 limits: ExtractLimits | None = None, unreadable_sensitive: bool = True,
+                 limits: ExtractLimits | None = None,
                  max_bytes: int = 50 * MIB, engine: Engine | None = None) -> None:
         self.policies = list(policies)
         self.scanners = [Scanner(BUILTIN, engine)]
         if custom:  # configured patterns may use any `re` syntax: the `re` engine runs them
             self.scanners.append(Scanner(custom, Engine.RE))
         self.limits = limits or ExtractLimits()
-        self.unreadable_sensitive = unreadable_sensitive
         self.max_bytes = max_bytes
 
     @classmethod
@@ -144,7 +140,7 @@ class Inspector:
             ExtractLimits(max_members=dlp.archive_members,
                           max_inflated_bytes=dlp.archive_inflated_mb * MIB,
                           max_seconds=dlp.attachment_seconds),
-            dlp.unreadable == "sensitive", dlp.max_scan_mb * MIB)
+            dlp.max_scan_mb * MIB)
 
     # -- what can be inspected ---------------------------------------------------------------
 
@@ -223,9 +219,10 @@ class Inspector:
                                            finding.masked))
                     counted.add(finding.type, finding.confidence,
                                 _value_key(extracted.text[finding.start:finding.end]))
-        if unreadable and self.unreadable_sensitive:
-            for index, item in enumerate(unreadable):
-                counted.add(UNREADABLE, Confidence.HIGH, f"{index}:{item.part}")
+        # Counted always; whether it matters is a policy's business (`dlp.unreadable`
+        # decides whether the built-in one is there).
+        for index, item in enumerate(unreadable):
+            counted.add(UNREADABLE, Confidence.HIGH, f"{index}:{item.part}")
         verdict = evaluate(counted, self.policies, sender, recipients)
         return Report(tuple(located), tuple(unreadable), verdict)
 

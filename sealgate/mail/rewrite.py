@@ -59,13 +59,14 @@ class Deposited:
 
 def _notification_headers(message: InboundMessage, deposited: Deposited,
                           mark_secret: str) -> list[tuple[str, str]]:
-    assert deposited.notification is not None and deposited.message_id is not None
+    notification = _notification(deposited)
+    assert deposited.message_id is not None
     return [
         ("MIME-Version", "1.0"),
-        ("Content-Type", deposited.notification.content_type),
+        ("Content-Type", notification.content_type),
         (NOTIFICATION_ID_HEADER, deposited.message_id),
         (MARK_HEADER, make_mark(mark_secret, message.header("Message-ID") or "",
-                                deposited.notification.body)),
+                                notification.body)),
     ]
 
 
@@ -89,7 +90,7 @@ def plan(message: InboundMessage, verdict: Verdict, deposited: Deposited | None,
         return Changes(delete_headers=_descending(headers_to_remove(message, True)),
                        set_headers=subject,
                        add_headers=_notification_headers(message, deposited, mark_secret),
-                       body=deposited.notification.body if deposited.notification else None,
+                       body=_notification(deposited).body,
                        remove_recipients=moved, reinjections=encrypted)
     notified = (Reinjection(message.mail_from, portal,
                             notification_copy(message, verdict.subject, deposited,
@@ -97,6 +98,11 @@ def plan(message: InboundMessage, verdict: Verdict, deposited: Deposited | None,
     return Changes(delete_headers=_descending(headers_to_remove(message, False)),
                    set_headers=subject, remove_recipients=(*portal, *moved),
                    reinjections=(*notified, *encrypted), discard=not verdict.internal)
+
+
+def _notification(deposited: Deposited) -> Notification:
+    assert deposited.notification is not None, "portal recipients need a notification"
+    return deposited.notification
 
 
 def _marked(data: bytes, mark_secret: str) -> bytes:
@@ -111,10 +117,9 @@ def notification_copy(message: InboundMessage, subject: str | None, deposited: D
                       mark_secret: str) -> bytes:
     """The whole message an external recipient gets instead of the content: the sender's
     kept headers (with the new subject, if it changed), the notification's, and its body."""
-    assert deposited.notification is not None
     return header_block(kept_headers(message, subject)
                         + _notification_headers(message, deposited, mark_secret)) \
-        + deposited.notification.body
+        + _notification(deposited).body
 
 
 def marked_original(message: InboundMessage, mark_secret: str) -> bytes:

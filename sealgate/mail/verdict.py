@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sealgate.crypto.marks import MARK_HEADER, mark_is_valid
+from sealgate.dlp.policies import DlpAction
 from sealgate.mail.message import InboundMessage, domain_of
 from sealgate.mail.triggers import TAG_HEADER, encode_subject, find_keyword, strip_keywords
 
@@ -22,8 +23,9 @@ KEPT_HEADERS = frozenset({
 if TYPE_CHECKING:
     from sealgate.dlp.inspect import Report
 
-# The DLP engine's look at a message (only asked when the message has external recipients).
-DlpCheck = Callable[[InboundMessage], "Report"]
+# The DLP engine's look at a message going to these external recipients (only asked when
+# there are some).
+DlpCheck = Callable[[InboundMessage, Sequence[str]], "Report"]
 
 
 class Action(enum.StrEnum):
@@ -82,16 +84,13 @@ def decide(message: InboundMessage, policy: MailPolicy, dlp: DlpCheck | None = N
     """Block beats everything; then the sender's own request to encrypt (which also settles a
     quarantine: the sender already chose to send securely); then a DLP hold; then DLP
     encryption. Mail with no external recipient is not scanned: nothing leaves."""
-    from sealgate.dlp.policies import DlpAction
-
     if already_processed(message, policy):
         return Verdict(Action.PASS, ("already processed by Sealgate",))
     internal = tuple(r for r in message.recipients if is_internal(r, policy.internal_domains))
     external = tuple(r for r in message.recipients if r not in internal)
     reasons = list(triggers(message, policy))
-    report = dlp(message) if dlp is not None and external else None
+    report = dlp(message, external) if dlp is not None and external else None
     action = report.action if report is not None else None
-    names = ", ".join(report.verdict.policies) if report is not None else ""  # for a hold
     if report is not None and action is DlpAction.BLOCK:
         blocking = ", ".join(m.policy for m in report.verdict.matched
                              if m.action is DlpAction.BLOCK)
@@ -101,7 +100,8 @@ def decide(message: InboundMessage, policy: MailPolicy, dlp: DlpCheck | None = N
                               "ask your administrator")
     if report is not None and action in (DlpAction.ENCRYPT, DlpAction.QUARANTINE):
         if action is DlpAction.QUARANTINE and not reasons:
-            return Verdict(Action.HOLD, (f"policy {names}",), internal, external,
+            return Verdict(Action.HOLD, (f"policy {', '.join(report.verdict.policies)}",),
+                           internal, external,
                            display_subject=message.subject, dlp=report)
         reasons += [f"policy {m.policy}" for m in report.verdict.matched
                     if m.action in (DlpAction.ENCRYPT, DlpAction.QUARANTINE)]

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from email.utils import make_msgid
 from pathlib import Path
@@ -61,10 +62,8 @@ class Gateway:
         self.dlp_threads = ThreadPoolExecutor(max(2, os.cpu_count() or 2),
                                               thread_name_prefix="dlp")
 
-    def dlp(self, message: InboundMessage) -> Report:
+    def dlp(self, message: InboundMessage, external: Sequence[str]) -> Report:
         assert self.inspector is not None
-        external = [r for r in message.recipients
-                    if not is_internal(r, self.policy.internal_domains)]
         return self.dlp_threads.submit(self.inspector.message, message.raw(),
                                        message.mail_from, external).result()
 

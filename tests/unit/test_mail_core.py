@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 
@@ -82,11 +82,11 @@ def test_tag_header_triggers_without_changing_the_subject() -> None:
     assert verdict.subject is None and verdict.display_subject == "Hello"
 
 
-def dlp_saying(action: DlpAction) -> Callable[[InboundMessage], Report]:
+def dlp_saying(action: DlpAction) -> Callable[[InboundMessage, Sequence[str]], Report]:
     matched = Matched("Card numbers", action, 1, ("CREDIT_CARD",))
     report = Report((Located("body", "CREDIT_CARD", Confidence.HIGH, "**** 1111"),),
                     verdict=DlpVerdict(action, (matched,), action is DlpAction.NOTIFY))
-    return lambda message: report
+    return lambda message, external: report
 
 
 def test_a_dlp_encrypt_policy_protects_like_a_trigger() -> None:
@@ -117,7 +117,7 @@ def test_a_dlp_notify_passes_and_carries_the_report() -> None:
 
 
 def test_mail_that_stays_inside_is_not_scanned() -> None:
-    def never(message: InboundMessage) -> Report:
+    def never(message: InboundMessage, external: Sequence[str]) -> Report:
         raise AssertionError("internal mail was scanned")
     verdict = decide(inbound(recipients=("nurse@example.org",)), POLICY, never)
     assert verdict.action is Action.PASS and verdict.dlp is None
