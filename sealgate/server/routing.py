@@ -65,13 +65,12 @@ def route(vault: Vault, config: Config, raw: bytes, mail_from: str,
     if Method.NONE in groups:
         raise NoMethod(f"no secure way to deliver to {', '.join(groups[Method.NONE])}: the "
                        "portal is off and no certificate or key for them is on file")
-    copies = []
-    for method in (Method.SMIME, Method.PGP):
-        chosen = groups.get(method, ())
-        if chosen:
-            copies.append(EncryptedCopy(str(method), chosen, _encrypt(
-                method, _cleaned(raw, subject), [on_file[a.lower()] for a in chosen],
-                config)))
+    encrypted = [(method, groups[method]) for method in (Method.SMIME, Method.PGP)
+                 if method in groups]
+    cleaned = _cleaned(raw, subject) if encrypted else b""
+    copies = [EncryptedCopy(str(method), chosen, _encrypt(
+        method, cleaned, [on_file[a.lower()] for a in chosen], config))
+        for method, chosen in encrypted]
     portal = groups.get(Method.PORTAL, ())
     evidence = {"plan": [_evidence(choice) for choice in decided.choices]}
     # With a deposit, the plan goes in its audit event: one durable write per message.
