@@ -48,6 +48,7 @@ from sealgate.lab.host import (
     tail_of,
     text_of,
 )
+from sealgate.routing import mta
 
 MAIL_OWNER = "postfix"
 SETGID_GROUP = "postdrop"
@@ -63,7 +64,8 @@ COMMAND_TIMEOUT = 30.0
 LOG_TAIL_LINES = 40
 
 # Services of Debian's master.cf that a relay-only instance uses, with chroot off (a chroot
-# would need copies of /etc files in the queue directory). No local delivery, no TLS.
+# would need copies of /etc files in the queue directory). No local delivery; TLS only on
+# Sealgate's verified-TLS transports.
 # (service, type, private, unpriv, chroot, wakeup, maxproc, command)
 _BASE_SERVICES = (
     ("pickup", "unix", "n", "-", "n", "60", "1", "pickup"),
@@ -85,6 +87,7 @@ _BASE_SERVICES = (
     ("discard", "unix", "-", "-", "n", "-", "-", "discard"),
     ("anvil", "unix", "-", "-", "n", "-", "1", "anvil"),
     ("scache", "unix", "-", "-", "n", "-", "1", "scache"),
+    ("tlsmgr", "unix", "-", "-", "n", "1000?", "1", "tlsmgr"),  # the verified-TLS transports
     ("postlog", "unix-dgram", "n", "-", "n", "-", "1", "postlogd"),
 )
 
@@ -133,7 +136,9 @@ class PrivatePostfix:
 
     def __init__(self, root: Path, sink_port: int, smtp_port: int = 0, reinject_port: int = 0,
                  milter: str | None = None, milter_default_action: str = "tempfail",
-                 extra_main: dict[str, str] | None = None) -> None:
+                 extra_main: dict[str, str] | None = None,
+                 transports: dict[str, str] | None = None, tls_ca_file: Path | None = None,
+                 tls_policy: dict[str, str] | None = None) -> None:
         self.root = Path(root).absolute()
         if re.search(r"[\s,$]", str(self.root)):
             raise LabError(f"the lab root {self.root} contains a space, comma or $, "
@@ -147,6 +152,12 @@ class PrivatePostfix:
         self.milter = milter
         self.milter_default_action = milter_default_action
         self.extra_main = dict(extra_main or {})
+        # Verified-TLS delivery (sealgate.routing.mta): next hops by recipient domain, the CA
+        # the verified-TLS transports trust, and policies for literal-address next hops
+        # (`[127.0.0.2]:2525` -> `secure match=mx.example.test`), which have no name to verify.
+        self.transports = dict(transports or {})
+        self.tls_ca_file = tls_ca_file
+        self.tls_policy = dict(tls_policy or {})
         self._requested_ports = (smtp_port, reinject_port)
         self._pick_ports()
         if len({self.sink_port, self.smtp_port, self.reinject_port}) != 3:
@@ -215,7 +226,10 @@ class PrivatePostfix:
             "maximal_backoff_time": "5s",
             "smtp_destination_concurrency_limit": "20",
             "biff": "no",  # no comsat notifications
+            **mta.main_cf(),
         }
+        if self.transports:
+            settings["transport_maps"] = f"texthash:{self.config_dir / 'transport'}"
         milter = self._milter_address()
         if milter is not None:
             settings.update({
@@ -244,9 +258,24 @@ class PrivatePostfix:
             "  -o receive_override_options=no_milters",
             "  -o smtpd_client_restrictions=permit_mynetworks,reject",
             "  -o mynetworks=127.0.0.0/8",
+            *(f"  {option}" for option in mta.reinject_options()),
         ]
         lines += [row.format(*service) for service in _BASE_SERVICES]
+        extra = [f"smtp_tls_CAfile={self.tls_ca_file}"] if self.tls_ca_file else []
+        if self.tls_policy:
+            extra.append(f"smtp_tls_policy_maps=texthash:{self.config_dir / 'tls_policy'}")
+        lines += mta.master_cf(f"regexp:{self.config_dir / 'sealgate_header_checks'}",
+                               f"regexp:{self.config_dir / 'sealgate_status_filter'}", extra)
         return lines
+
+    def _tables(self) -> dict[str, str]:
+        """The lookup tables main.cf and master.cf name, by file name."""
+        return {
+            "sealgate_header_checks": mta.header_checks(),
+            "sealgate_status_filter": mta.status_filter(),
+            "transport": "".join(f"{k} {v}\n" for k, v in self.transports.items()),
+            "tls_policy": "".join(f"{k} {v}\n" for k, v in self.tls_policy.items()),
+        }
 
     def write_config(self) -> None:
         """Write main.cf and master.cf and make the folders, the milter socket's included
@@ -262,6 +291,8 @@ class PrivatePostfix:
         self.socket_dir.chmod(0o755)
         (self.config_dir / "main.cf").write_text("\n".join(self.main_cf_lines()) + "\n")
         (self.config_dir / "master.cf").write_text("\n".join(self.master_cf_lines()) + "\n")
+        for name, text in self._tables().items():
+            (self.config_dir / name).write_text(text)
 
     def _check_milter_reachable(self) -> None:
         milter = self._milter_address()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import ssl
 import threading
 import time
 from collections.abc import Iterable
@@ -29,6 +30,7 @@ class Delivered:
     mail_from: str
     rcpt_tos: tuple[str, ...]
     data: bytes
+    tls: str = ""  # the TLS version the client used after STARTTLS, "" without TLS
 
 
 class _Controller(Controller):
@@ -60,7 +62,9 @@ class _Handler:
             raw = raw.encode("utf-8", "surrogateescape")
         # aiosmtpd strips the angle brackets except from the null sender (bounces).
         mail_from = "" if envelope.mail_from in (None, "<>") else envelope.mail_from
-        message = Delivered(mail_from, tuple(envelope.rcpt_tos), bytes(raw))
+        ssl_object = session.ssl.get("ssl_object") if session.ssl else None
+        version = ssl_object.version() if ssl_object is not None else ""
+        message = Delivered(mail_from, tuple(envelope.rcpt_tos), bytes(raw), version or "")
         try:
             number = self._sink._record(message)
         except OSError as error:
@@ -74,8 +78,11 @@ class SmtpSink:
     (and, with `maildir`, as one .eml file each, mode 0600, for a person to look at)."""
 
     def __init__(self, port: int = 0, maildir: Path | None = None,
-                 refuse: frozenset[str] = frozenset()) -> None:
+                 refuse: frozenset[str] = frozenset(), *, address: str = "127.0.0.1",
+                 tls_context: ssl.SSLContext | None = None) -> None:
         self.port = port
+        self.address = address  # another 127.0.0.x: a second mail server of its own
+        self.tls_context = tls_context  # offers STARTTLS with it
         self.maildir = maildir
         self.refuse = refuse  # recipients answered 550, as a mail server that has no such box
         self._messages: list[Delivered] = []
@@ -89,7 +96,8 @@ class SmtpSink:
         if self.maildir is not None:
             self.maildir.mkdir(mode=0o700, parents=True, exist_ok=True)
         controller = _Controller(
-            _Handler(self), hostname="127.0.0.1", port=self.port,
+            _Handler(self), hostname=self.address, port=self.port,
+            tls_context=self.tls_context, require_starttls=False,
             server_hostname=SINK_HOSTNAME, ident="Sealgate lab sink",
             decode_data=False, enable_SMTPUTF8=True, data_size_limit=DATA_SIZE_LIMIT,
             ready_timeout=10.0)
