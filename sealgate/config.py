@@ -310,8 +310,21 @@ class RoutingConfig(_Section):
     # S/MIME and PGP: replace the outer Subject with a neutral one (RFC 9788).
     protect_subject: bool = False
     placeholder_subject: str = Field(default="Encrypted message", min_length=1, max_length=100)
-    # Verified TLS that fails at delivery: how long the MTA retries before the portal.
-    tls_fallback_minutes: int = Field(default=60, ge=5, le=7 * 24 * 60)
+    # Verified TLS that fails at delivery: how long Sealgate retries before the portal (0: the
+    # portal at the first failure), and how often it tries again meanwhile.
+    tls_fallback_minutes: float = Field(default=60, ge=0, le=7 * 24 * 60)
+    tls_retry_minutes: float = Field(default=10, gt=0, le=24 * 60)
+    # Where the MTA's delivery reports on verified-TLS copies go; the milter takes them.
+    # Empty: sealgate-dsn@ the first organisation domain.
+    return_address: Annotated[str, AfterValidator(_optional_address)] = ""
+    # Probing recipient domains for verified TLS: the resolvers to ask (IP or IP:PORT; empty:
+    # the system's, which must validate DNSSEC for DANE to count), extra CAs to trust (a PEM
+    # file; empty: the system's, which the MTA's smtp_tls_CApath should match), the port MX
+    # hosts listen on, and whether loopback MX addresses may be probed (tests only).
+    dns_servers: Strings = Field(default_factory=list)
+    tls_ca_file: str = ""
+    probe_port: int = Field(default=25, ge=1, le=65535)
+    probe_loopback: bool = False
     # Take S/MIME certificates from valid signed mail the organisation receives.
     harvest_certificates: bool = False
     # Look up recipients' OpenPGP keys by Web Key Directory.
@@ -385,6 +398,10 @@ class Config(_Section):
     def relay(self) -> tuple[str, int]:
         host, _, port = (self.outbound.relay or self.milter.reinject).rpartition(":")
         return host.strip("[]"), int(port)
+
+    @property
+    def return_address(self) -> str:
+        return self.routing.return_address or f"sealgate-dsn@{self.organisation.domains[0]}"
 
     @property
     def from_address(self) -> str:
@@ -597,6 +614,12 @@ portal_enabled = true
 no_method = "bounce"
 protect_subject = false
 tls_fallback_minutes = 60
+tls_retry_minutes = 10
+# Delivery reports for verified-TLS copies; empty: sealgate-dsn@ the first domain. The MTA
+# must hand its own reports to the milter (Postfix: internal_mail_filter_classes = bounce).
+return_address = ""
+# Resolvers for the verified-TLS probes (IP or IP:PORT); empty: the system's.
+dns_servers = []
 # Sign S/MIME copies with the organisation's key and certificate (PEM files); empty: unsigned.
 smime_sign_key = ""
 smime_sign_certificate = ""

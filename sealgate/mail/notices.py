@@ -157,6 +157,16 @@ def read_receipt(branding: Branding, *, from_address: str, to: str, subject: str
                             f"Opened: {_short_subject(subject)}")
 
 
+def not_delivered(branding: Branding, *, from_address: str, to: str, subject: str,
+                  recipient: str, reason: str, tracking_link: str) -> EmailMessage:
+    """To the sender: the recipient's server refused the message for good."""
+    sentence = (f"Your message {_quoted_subject(subject)} could not be delivered to "
+                f"{clean(recipient, _NAME_MAX)}: their mail server answered "
+                f"\u201c{clean(reason, 300)}\u201d.")
+    return _tracking_notice(branding, from_address, to, sentence, clean(tracking_link),
+                            f"Not delivered: {_short_subject(subject)}")
+
+
 def _tracking_notice(branding: Branding, from_address: str, to: str, sentence: str,
                      tracking_link: str, subject: str) -> EmailMessage:
     """A notice to the sender: one sentence, and the way to the tracking page."""

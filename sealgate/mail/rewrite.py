@@ -19,6 +19,7 @@ class Reinjection:
     mail_from: str
     recipients: tuple[str, ...]
     data: bytes
+    envelope_id: str = ""  # asks the MTA for delivery reports (verified-TLS copies)
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,15 @@ class Changes:
 
 @dataclass(frozen=True)
 class EncryptedCopy:
-    """A whole message for recipients who get it encrypted to their own key (S/MIME, PGP)."""
+    """A whole message for recipients who get it their own way: encrypted to their own key
+    (S/MIME, PGP), or as is over verified TLS, whose delivery reports go to `mail_from`
+    (Sealgate's return address) naming `envelope_id`."""
 
     method: str
     recipients: tuple[str, ...]
     data: bytes
+    mail_from: str = ""
+    envelope_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -81,8 +86,8 @@ def plan(message: InboundMessage, verdict: Verdict, deposited: Deposited | None,
         return Changes(delete_headers=_descending(headers_to_remove(message, False)),
                        set_headers=subject)
     assert deposited is not None, "external recipients need a deposit"
-    encrypted = tuple(Reinjection(message.mail_from, copy.recipients,
-                                  _marked(copy.data, mark_secret))
+    encrypted = tuple(Reinjection(copy.mail_from or message.mail_from, copy.recipients,
+                                  _marked(copy.data, mark_secret), copy.envelope_id)
                       for copy in deposited.copies)
     moved = tuple(r for copy in deposited.copies for r in copy.recipients)
     portal = deposited.portal_recipients(verdict.external)

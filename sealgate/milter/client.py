@@ -85,7 +85,8 @@ class DepositClient:
                                     body=base64.b64decode(answer["body"])) \
             if answer.get("body") is not None else None
         copies = tuple(EncryptedCopy(copy["method"], tuple(copy["recipients"]),
-                                     base64.b64decode(copy["message"]))
+                                     base64.b64decode(copy["message"]),
+                                     copy.get("mail_from", ""), copy.get("envelope_id", ""))
                        for copy in answer.get("copies", []))
         portal = answer.get("portal")
         return Deposited(answer.get("message_id"), notification,
@@ -103,6 +104,14 @@ class DepositClient:
             raise TemporaryFailure(f"server answered {status}: {payload[:200]!r}")
         return str(json.loads(payload)["hold_id"])
 
+    def delivery_report(self, raw: bytes) -> None:
+        """A delivery status notification for the return address: the server settles the
+        verified-TLS deliveries it reports on (and drops anything else)."""
+        body = json.dumps({"message": base64.b64encode(raw).decode("ascii")}).encode()
+        status, payload = self._post("/delivery-reports", body)
+        if status != 202:
+            raise TemporaryFailure(f"server answered {status}: {payload[:200]!r}")
+
     def report(self, mail_from: str, recipients: Sequence[str], subject: str, action: str,
                report: dict[str, object]) -> None:
         """What a DLP policy found and what was done, for the audit trail and the reports."""
@@ -116,6 +125,7 @@ class DepositClient:
 def reinject(address: str, copy: Reinjection, timeout: float) -> None:
     """Hand a copy to the MTA's milter-free listener; any refusal raises."""
     host, _, port = address.rpartition(":")
-    refused = smtp.send(host, int(port), copy.mail_from, copy.recipients, copy.data, timeout)
+    refused = smtp.send(host, int(port), copy.mail_from, copy.recipients, copy.data, timeout,
+                        envelope_id=copy.envelope_id)
     if refused:
         raise TemporaryFailure(f"re-injection refused recipients: {sorted(refused)}")

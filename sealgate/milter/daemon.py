@@ -53,6 +53,7 @@ class Gateway:
                                  mark_secret=config.internal_api.secret)
         self.client = DepositClient(config.deposit_url, config.internal_api.secret,
                                     config.milter.timeout)
+        self.return_address = config.return_address.lower()
         self.spool_dir = config.home / "spool"
         self.spool_dir.mkdir(mode=0o700, exist_ok=True)
         self.inspector = Inspector.from_config(config)
@@ -67,10 +68,16 @@ class Gateway:
         return self.dlp_threads.submit(self.inspector.message, message.raw(),
                                        message.mail_from, external).result()
 
+    def is_delivery_report(self, message: InboundMessage) -> bool:
+        """Mail for Sealgate's return address only: the MTA's reports on verified-TLS copies
+        (or anything else sent there), for the server, never for a mailbox."""
+        return bool(message.recipients) and all(
+            r.lower() == self.return_address for r in message.recipients)
+
     def needs_body(self, message: InboundMessage) -> bool:
         """Whether the decision needs the body: a trigger in the headers, or DLP and a
         recipient outside the organisation. Internal mail is accepted without it."""
-        if triggers(message, self.policy):
+        if triggers(message, self.policy) or self.is_delivery_report(message):
             return True
         return self.inspector is not None and not all(
             is_internal(r, self.policy.internal_domains) for r in message.recipients)
@@ -157,6 +164,9 @@ class SealgateMilter(Milter.Base):  # type: ignore[misc]
         self.spool.seek(0)
         message = self._message(self.spool.read())
         gateway = self.gateway
+        if gateway.is_delivery_report(message):
+            gateway.client.delivery_report(message.raw())
+            return DISCARD  # the server has what it needs; there is no mailbox to deliver to
         verdict = decide(message, gateway.policy,
                          gateway.dlp if gateway.inspector is not None else None)
         if verdict.dlp is not None and verdict.dlp.action is not None:

@@ -14,6 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from sealgate.config import Config
 from sealgate.errors import ConfigError
+from sealgate.server.tls import TlsService
 from sealgate.vault.vault import Vault
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ class Services:
 
     config: Config
     vault: Vault
+    tls: TlsService
 
 
 def services() -> Services:
@@ -66,7 +68,9 @@ def create_app(config: Config, vault: Vault | None = None) -> Flask:
     if config.server.trusted_proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.server.trusted_proxies,  # type: ignore[method-assign]
                                 x_proto=config.server.trusted_proxies)
-    app.extensions["sealgate"] = Services(config=config, vault=vault or Vault.open(config))
+    vault = vault or Vault.open(config)
+    app.extensions["sealgate"] = Services(config=config, vault=vault,
+                                          tls=TlsService(vault, config))
 
     from sealgate.server.addin_pages import addin_pages
     from sealgate.server.api import api

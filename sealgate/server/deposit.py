@@ -33,9 +33,11 @@ def default_expiry(config: Config) -> datetime | None:
 
 def deposit_message(vault: Vault, config: Config, raw: bytes, mail_from: str,
                     recipients: Sequence[str], subject: str,
-                    audit_details: Mapping[str, Any] | None = None) -> Deposit:
-    """Seal the original and its readable parts; durable when this returns.
-    Raises MimeError when the structure cannot be read faithfully."""
+                    audit_details: Mapping[str, Any] | None = None,
+                    tls_recipients: Sequence[str] = ()) -> Deposit:
+    """Seal the original and its readable parts; durable when this returns. `recipients`
+    get the portal; `tls_recipients` get the message over verified TLS, with the portal as
+    the fallback. Raises MimeError when the structure cannot be read faithfully."""
     parsed = parse(raw)
     parts = [NewPart(PartKind.ORIGINAL, raw, "message/rfc822", "message.eml")]
     if parsed.text is not None:
@@ -51,7 +53,8 @@ def deposit_message(vault: Vault, config: Config, raw: bytes, mail_from: str,
     sender = (mail_from or parsed.sender_address or "").lower()
     message_id = vault.deposit(NewMessage(
         sender=sender, sender_name=sender_name, subject=subject,
-        recipients=[NewRecipient(r.lower(), DeliveryMethod.PORTAL) for r in recipients],
+        recipients=[*(NewRecipient(r.lower(), DeliveryMethod.PORTAL) for r in recipients),
+                    *(NewRecipient(r.lower(), DeliveryMethod.TLS) for r in tls_recipients)],
         parts=parts, header_message_id=parsed.message_id,
         expires_at=default_expiry(config), audit_details=audit_details or {}),
         actor=mail_from)

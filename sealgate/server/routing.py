@@ -1,14 +1,13 @@
-"""Routing a protected message on the server, where the recipients' keys are: the plan
-(routing.plan) with the facts from the vault, the portal deposit for those who get the
-portal, and one encrypted copy per method for those with a usable certificate or key.
-
-Verified TLS is not decided here yet (the probe and the MTA's enforcement come with it), so
-it never fits: those recipients go on to S/MIME, PGP or the portal."""
+"""Routing a protected message on the server, where the recipients' keys and the verified-TLS
+verdicts are: the plan (routing.plan) with those facts, the portal deposit, one encrypted copy
+per method for those with a usable certificate or key, and the copy the MTA delivers over
+verified TLS (tracked until its delivery report; the sealed deposit stands behind it for the
+retries and the portal fallback)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from sealgate.config import Config
@@ -16,8 +15,11 @@ from sealgate.crypto import pgp, smime
 from sealgate.mail.message import header_block
 from sealgate.mail.rewrite import EncryptedCopy, inbound
 from sealgate.mail.triggers import TAG_HEADER, encode_subject
+from sealgate.routing.evidence import TlsVerdict
 from sealgate.routing.plan import Choice, Facts, Method, Plan, plan, rules_of
 from sealgate.server.deposit import Deposit, deposit_message
+from sealgate.server.tls import TlsService, level_of
+from sealgate.server.tls_actions import tls_copy
 from sealgate.vault import recipient_keys
 from sealgate.vault.models import KeyKind
 from sealgate.vault.vault import Vault
@@ -53,13 +55,17 @@ class _OnFile:
 
 
 def route(vault: Vault, config: Config, raw: bytes, mail_from: str,
-          recipients: Sequence[str], subject: str, force_portal: bool = False) -> Routed:
-    """Plan each recipient, deposit for the portal ones, encrypt for the others. Raises
-    MimeError (unreadable), NoMethod, or ValueError (SmimeError, PgpError) from encryption."""
+          recipients: Sequence[str], subject: str, force_portal: bool = False,
+          tls: TlsService | None = None) -> Routed:
+    """Plan each recipient, deposit for the portal and verified-TLS ones, encrypt for the
+    others. Raises MimeError (unreadable), NoMethod, or ValueError (SmimeError, PgpError)
+    from encryption. Without `tls`, verified TLS never fits."""
     now = datetime.now(UTC)
     on_file = _on_file(vault, recipients, now)
-    facts = {address: on_file[address.lower()].facts() for address in recipients
-             if address.lower() in on_file}
+    verdicts = tls.verdicts(_domain(a) for a in recipients) \
+        if tls is not None and not force_portal else {}
+    facts = {address: _facts(address, on_file.get(address.lower()), verdicts, tls is not None)
+             for address in recipients}
     decided = plan(recipients, [], facts, rules_of(config.routing), force_portal)
     groups = decided.groups()
     if Method.NONE in groups:
@@ -67,18 +73,46 @@ def route(vault: Vault, config: Config, raw: bytes, mail_from: str,
                        "portal is off and no certificate or key for them is on file")
     encrypted = [(method, groups[method]) for method in (Method.SMIME, Method.PGP)
                  if method in groups]
-    cleaned = _cleaned(raw, subject) if encrypted else b""
+    by_tls = groups.get(Method.TLS, ())
+    cleaned = cleaned_message(raw, subject) if encrypted or by_tls else b""
     copies = [EncryptedCopy(str(method), chosen, _encrypt(
         method, cleaned, [on_file[a.lower()] for a in chosen], config))
         for method, chosen in encrypted]
     portal = groups.get(Method.PORTAL, ())
     evidence = {"plan": [_evidence(choice) for choice in decided.choices]}
-    # With a deposit, the plan goes in its audit event: one durable write per message.
-    deposit = deposit_message(vault, config, raw, mail_from, portal, subject, evidence) \
-        if portal else None
+    # With a deposit, the plan goes in its audit event: one durable write per message. The
+    # verified-TLS recipients are in it too: their content stays sealed until delivered.
+    deposit = deposit_message(vault, config, raw, mail_from, portal, subject, evidence,
+                              tls_recipients=by_tls) if portal or by_tls else None
     if deposit is None:
         vault.record(mail_from.lower(), "message.routed", "message", "", evidence)
+    if by_tls:
+        assert tls is not None and deposit is not None
+        levels = {address: level_of(verdicts[_domain(address)]) for address in by_tls}
+        copies += [EncryptedCopy(str(Method.TLS), copy.recipients,
+                                 tls_copy(cleaned, copy.level), config.return_address,
+                                 copy.envelope_id)
+                   for copy in tls.track(deposit.message_id, levels)]
     return Routed(decided, deposit, portal, tuple(copies))
+
+
+def _domain(address: str) -> str:
+    return address.rpartition("@")[2].lower()
+
+
+def _facts(address: str, keys: _OnFile | None, verdicts: dict[str, TlsVerdict],
+           probing: bool) -> Facts:
+    facts = keys.facts() if keys is not None else Facts()
+    domain = _domain(address)
+    verdict = verdicts.get(domain)
+    if verdict is None:
+        why = f"{domain} not probed yet (probing now)" if probing else "not checked"
+        return replace(facts, tls_evidence=(why,))
+    lines = verdict.evidence_lines
+    if verdict.qualifies:
+        lines = (*lines, f"the MTA delivers with {level_of(verdict)} only, or it comes back "
+                         "for a retry")
+    return replace(facts, tls=verdict.qualifies, tls_evidence=lines)
 
 
 def _encrypt(method: Method, message: bytes, keys: list[_OnFile], config: Config) -> bytes:
@@ -107,7 +141,7 @@ def _signer(config: Config) -> tuple[bytes, bytes] | None:
                                  f"{error.strerror}") from None
 
 
-def _cleaned(raw: bytes, subject: str) -> bytes:
+def cleaned_message(raw: bytes, subject: str) -> bytes:
     """The message as its recipients should see it: without the add-in's tag header, and
     with the subject the sender meant (the keyword taken out)."""
     message = inbound(raw, "", ())

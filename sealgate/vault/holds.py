@@ -22,7 +22,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from sealgate.errors import SealgateError, VaultError
-from sealgate.vault.models import Hold, HoldDecision, MessageState, Part, PartKind, utcnow
+from sealgate.vault.models import Hold, HoldDecision, MessageState, PartKind, utcnow
 from sealgate.vault.vault import NewMessage, NewPart, Vault
 
 CLAIM = timedelta(minutes=5)  # longer than any hand-over to the MTA takes
@@ -96,12 +96,7 @@ def original(vault: Vault, hold: Hold) -> bytes:
     """The held message as it was received. VaultError once the content is gone."""
     if hold.message_id is None:
         raise VaultError(f"hold {hold.id} no longer has its message")
-    with vault.database.session() as session:
-        part = session.scalars(select(Part).where(
-            Part.message_id == hold.message_id, Part.kind == PartKind.ORIGINAL)).first()
-    if part is None:
-        raise VaultError(f"hold {hold.id} no longer has its message")
-    return vault.read_part(part)
+    return vault.original(hold.message_id)
 
 
 def is_expired(hold: Hold, now: datetime) -> bool:

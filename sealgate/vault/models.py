@@ -330,4 +330,51 @@ class RecipientKey(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
+class TlsVerdict(Base):
+    """What the last probe of a recipient domain found (sealgate.routing.probe): shared by
+    every server process, used until `expires_at` (the record TTLs, at most a day)."""
+
+    __tablename__ = "tls_verdicts"
+
+    domain: Mapped[str] = mapped_column(String(255), primary_key=True)
+    qualifies: Mapped[bool] = mapped_column(Boolean)
+    source: Mapped[str | None] = mapped_column(String(16))  # mta-sts, dane, starttls-probe
+    evidence: Mapped[list[str]] = mapped_column(JSON, default=list)
+    checked_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class TlsDeliveryState(enum.StrEnum):
+    SENT = "sent"            # handed to the MTA; its report has not come yet
+    RETRY = "retry"          # not delivered yet: tried again at next_attempt_at
+    DELIVERED = "delivered"  # the recipient's server took it over verified TLS
+    FAILED = "failed"        # refused for good (no such mailbox); the sender was told
+    PORTAL = "portal"        # not delivered in time: the recipient got the portal instead
+
+
+class TlsDelivery(Base):
+    """One recipient of a message sent as is over verified TLS. The content stays sealed in
+    the message until the delivery is settled, for the retries and the portal fallback. Only
+    a digest of the envelope id of the latest attempt is kept: the delivery report names
+    the id, and a report cannot be forged without it."""
+
+    __tablename__ = "tls_deliveries"
+    __table_args__ = (UniqueConstraint("message_id", "recipient"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("secure_messages.id", ondelete="CASCADE"), index=True)
+    recipient: Mapped[str] = mapped_column(String(ADDRESS))
+    level: Mapped[str] = mapped_column(String(16))  # verified-tls or dane (routing.mta)
+    state: Mapped[TlsDeliveryState] = mapped_column(
+        _enum(TlsDeliveryState, "tls_delivery_state"), default=TlsDeliveryState.SENT)
+    envelope_digest: Mapped[str] = mapped_column(String(64), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    deadline: Mapped[datetime] = mapped_column(UtcDateTime)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
+    claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    detail: Mapped[str] = mapped_column(Text, default="")  # the last report, in one line
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
 Index("ix_audit_events_object", AuditEvent.object_type, AuditEvent.object_id)

@@ -199,6 +199,15 @@ class Vault:
             return list(session.scalars(select(Part).where(Part.message_id == message_id)
                                         .order_by(Part.position)))
 
+    def original(self, message_id: uuid.UUID) -> bytes:
+        """The message as it was received. VaultError once the content is gone."""
+        with self.database.session() as session:
+            part = session.scalars(select(Part).where(
+                Part.message_id == message_id, Part.kind == PartKind.ORIGINAL)).first()
+        if part is None:
+            raise VaultError(f"message {message_id} no longer has its content")
+        return self.read_part(part)
+
     def read_part(self, part: Part) -> bytes:
         context = _context(part.message_id, part.id)
         data_key = self.keyring.unwrap(part.key_version, part.wrapped_key, context)

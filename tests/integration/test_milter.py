@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,14 +36,16 @@ from tests.integration.messages import (
 class Gateway:
     """Sealgate's server and milter for one Postfix lab."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, env: dict[str, str] | None = None,
+                 **postfix_options: Any) -> None:
         self.home = root / "home"
         self.sink = SmtpSink()
         self.sink.start()
         web, reinject = free_ports(2, exclude=[self.sink.port])
         self.web_port = web
         self.postfix = PrivatePostfix(root / "postfix", self.sink.port, reinject_port=reinject,
-                                      milter=f"unix:{root / 'postfix/queue/sockets/sealgate.sock'}")
+                                      milter=f"unix:{root / 'postfix/queue/sockets/sealgate.sock'}",
+                                      **postfix_options)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("SEALGATE_")}
         self.env.update({
             "SEALGATE_SERVER__LISTEN": f"127.0.0.1:{web}",
@@ -53,6 +56,7 @@ class Gateway:
             # These tests count what the MTA delivers; the notice to the sender is tested
             # with the portal.
             "SEALGATE_PORTAL__NOTIFY_SENDER": "false",
+            **(env or {}),
         })
         run_cli("--home", str(self.home), "init", "--domain", "example.org")
         self.server: subprocess.Popen[bytes] | None = None

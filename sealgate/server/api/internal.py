@@ -23,6 +23,7 @@ from sealgate.config import Config
 from sealgate.mail import notices
 from sealgate.mail.message import domain_of
 from sealgate.mail.parse import MimeError
+from sealgate.server import tls_actions
 from sealgate.server.app import services
 from sealgate.server.branding import branding
 from sealgate.server.deposit import Deposit
@@ -85,7 +86,8 @@ def create_deposit() -> tuple[Response, int]:
     service = services()
     try:
         routed = route(service.vault, service.config, raw, _field(payload, "mail_from", str),
-                       recipients, _field(payload, "subject", str), force_portal)
+                       recipients, _field(payload, "subject", str), force_portal,
+                       service.tls)
     except (MimeError, NoMethod) as error:
         return jsonify(error="unreadable_message" if isinstance(error, MimeError)
                        else "no_method", message=str(error)), 422
@@ -98,7 +100,8 @@ def create_deposit() -> tuple[Response, int]:
     answer: dict[str, Any] = {
         "portal": list(routed.portal),
         "copies": [{"method": c.method, "recipients": list(c.recipients),
-                    "message": base64.b64encode(c.data).decode("ascii")}
+                    "message": base64.b64encode(c.data).decode("ascii"),
+                    "mail_from": c.mail_from, "envelope_id": c.envelope_id}
                    for c in routed.copies],
         "plan": [{"address": c.address, "method": str(c.method),
                   "evidence": list(c.evidence)} for c in routed.plan.choices],
@@ -112,7 +115,7 @@ def create_deposit() -> tuple[Response, int]:
             and is_internal(service.config, deposit.sender):
         # After the milter has its answer: the notice never slows the mail it is about.
         response.call_on_close(partial(tell_sender, service.config, deposit,
-                                       list(routed.portal)))
+                                       [c.address for c in routed.plan.choices]))
     return response, 201
 
 
@@ -144,6 +147,19 @@ def create_hold() -> tuple[Response, int]:
         response.call_on_close(partial(_tell_sender_held, service.config, hold_id, new))
     response.call_on_close(partial(_expire_due, service))
     return response, 201
+
+
+@internal.post("/delivery-reports")
+def delivery_report() -> tuple[Response, int]:
+    """A delivery status notification for a verified-TLS copy, taken by the milter from the
+    return address. Anything that is not one of ours is accepted and dropped (the milter then
+    drops it too): mail to the return address has nowhere else to go."""
+    raw = _message(_payload())
+    service = services()
+    settled = service.tls.report(raw)
+    if settled:
+        tls_actions.tell_sender(service.config, service.vault, settled)
+    return jsonify(settled=len(settled)), 202
 
 
 @internal.post("/reports")
