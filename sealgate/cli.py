@@ -569,6 +569,69 @@ def recipient_keys_remove(ctx: Context, fingerprint: str, address: str | None) -
     click.echo(f"removed {removed} key(s)")
 
 
+@recipient_keys_group.command("wkd")
+@click.argument("address")
+@click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Seconds per request.")
+@click.option("--ca-file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Trust the CA certificates in this PEM file instead of the system's.")
+@click.option("--connect-to", default=None, metavar="HOST:PORT",
+              help="Connect here instead of the directory's own host (whose certificate "
+                   "is still required): to try a directory before its DNS is live.")
+@pass_context
+def recipient_keys_wkd(ctx: Context, address: str, timeout: float, ca_file: str | None,
+                       connect_to: str | None) -> None:
+    """Look up ADDRESS's OpenPGP key by Web Key Directory now, and put it on file if it is
+    usable. (Routing does this in the background for recipients without a key.)"""
+    import ssl
+    from datetime import UTC, datetime
+
+    from sealgate.crypto import pgp
+    from sealgate.routing.wkd_lookups import store_wkd_key
+
+    address = address.strip().lower()  # as routing's background lookups ask
+    try:
+        pgp.wkd_urls(address)
+    except pgp.PgpError as error:
+        raise SealgateError(str(error)) from None
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+    except (ssl.SSLError, OSError) as error:
+        raise SealgateError(f"cannot use {ca_file} as CA certificates: {error}") from None
+    target = _host_and_port(connect_to) if connect_to else None
+    opener = pgp.HttpsOpener(ssl_context=context,
+                             resolve=(lambda _host, _port: target) if target else None)
+    vault = ctx.vault()
+    try:
+        now = datetime.now(UTC)
+        material = pgp.fetch_wkd(address, timeout=timeout, opener=opener, now=now)
+        if material is None:
+            raise SealgateError(f"no usable key published by Web Key Directory for {address}")
+        try:
+            info, added = store_wkd_key(vault, address, material, now, actor=OPERATOR)
+        except pgp.PgpError as error:
+            raise SealgateError(str(error)) from None
+    finally:
+        vault.close()
+    until = info.expires.date().isoformat() if info.expires else "no expiry"
+    click.echo(f"{'added' if added else 'already on file'}: pgp {info.fingerprint} "
+               f"for {address}, until {until}")
+
+
+def _host_and_port(text: str) -> tuple[str, int]:
+    """HOST:PORT or [IPV6]:PORT."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(f"//{text}")
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host, port = None, None
+    if not host or port is None:
+        raise click.BadParameter(f"{text!r} is not HOST:PORT", param_hint="--connect-to")
+    return host, port
+
+
 @cli.group()
 def db() -> None:
     """The vault database schema."""

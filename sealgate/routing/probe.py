@@ -27,10 +27,8 @@ import ssl
 import threading
 import time
 import urllib.parse
-from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -40,6 +38,7 @@ import dns.name
 import dns.resolver
 from cryptography import x509
 
+from sealgate.routing.background import BackgroundCache
 from sealgate.routing.evidence import (
     STS_POLICY_MAX_BYTES,
     DaneCheck,
@@ -574,14 +573,6 @@ def _text(message: bytes | str) -> str:
 
 # --- the cache ------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class _Entry:
-    verdict: TlsVerdict
-    fetched: float
-    refresh_at: float
-    expires_at: float
-
-
 class ProbeCache:
     """Verdicts by domain, for the milter's per-message path: `cached()` never waits for the
     network. An entry is used until its TTL (the verdict's `ttl_seconds`: the smallest DNS
@@ -599,69 +590,32 @@ class ProbeCache:
                  workers: int = 4, max_pending: int = 1_000,
                  refresh_fraction: float = 0.75) -> None:
         self._probe = probe
-        self._clock = clock
-        self._max_entries = max_entries
-        self._max_pending = max_pending
-        self._refresh_fraction = refresh_fraction
-        self._entries: OrderedDict[str, _Entry] = OrderedDict()
-        self._pending: set[str] = set()
-        self._lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=workers,
-                                            thread_name_prefix="sealgate-probe")
+        self._verdicts = BackgroundCache(
+            self._probe_safely, lambda result: max(1, result.ttl_seconds), clock=clock,
+            max_entries=max_entries, workers=workers, max_pending=max_pending,
+            refresh_fraction=refresh_fraction, name="sealgate-probe")
 
     def cached(self, domain: str) -> TlsVerdict | None:
         """The verdict while it is fresh, else None; never blocks on a probe."""
-        key = _key(domain)
-        now = self._clock()
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None and now >= entry.expires_at:
-                del self._entries[key]
-                entry = None
-            start = ((entry is None or now >= entry.refresh_at) and key not in self._pending
-                     and len(self._pending) < self._max_pending)
-            if start:
-                self._pending.add(key)
-        if start:
-            try:
-                self._executor.submit(self._background, key)
-            except RuntimeError:  # closed: no more background work
-                with self._lock:
-                    self._pending.discard(key)
-        return entry.verdict if entry is not None else None
+        return self._verdicts.get(_key(domain))
 
     def refresh(self, domain: str) -> TlsVerdict:
         """Probe now (in the caller's thread), keep and return the verdict."""
-        key = _key(domain)
-        try:
-            result = self._probe(key)
-        except Exception as error:
-            log.exception("probe of %s failed", key)
-            result = failed_verdict(key, f"probe failed: {type(error).__name__}: {error}")
-        now = self._clock()
-        ttl = max(1, result.ttl_seconds)
-        entry = _Entry(result, now, now + ttl * self._refresh_fraction, now + ttl)
-        with self._lock:
-            self._entries[key] = entry
-            self._entries.move_to_end(key)
-            while len(self._entries) > self._max_entries:
-                self._entries.popitem(last=False)
-        return result
+        return self._verdicts.refresh(_key(domain))
 
     def pending(self) -> frozenset[str]:
         """Domains whose background probe has not finished yet."""
-        with self._lock:
-            return frozenset(self._pending)
+        return self._verdicts.pending()
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._verdicts.close()
 
-    def _background(self, key: str) -> None:
+    def _probe_safely(self, domain: str) -> TlsVerdict:
         try:
-            self.refresh(key)
-        finally:
-            with self._lock:
-                self._pending.discard(key)
+            return self._probe(domain)
+        except Exception as error:  # a probe that fails is a verdict too, and is cached
+            log.exception("probe of %s failed", domain)
+            return failed_verdict(domain, f"probe failed: {type(error).__name__}: {error}")
 
 
 def _key(domain: str) -> str:

@@ -14,6 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from sealgate.config import Config
 from sealgate.errors import ConfigError
+from sealgate.routing.wkd_lookups import WkdLookups, store_in_vault
 from sealgate.server.tls import TlsService
 from sealgate.vault.vault import Vault
 
@@ -32,6 +33,7 @@ class Services:
     config: Config
     vault: Vault
     tls: TlsService
+    wkd: WkdLookups | None  # None: routing.wkd is off
 
 
 def services() -> Services:
@@ -69,8 +71,9 @@ def create_app(config: Config, vault: Vault | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.server.trusted_proxies,  # type: ignore[method-assign]
                                 x_proto=config.server.trusted_proxies)
     vault = vault or Vault.open(config)
-    app.extensions["sealgate"] = Services(config=config, vault=vault,
-                                          tls=TlsService(vault, config))
+    app.extensions["sealgate"] = Services(
+        config=config, vault=vault, tls=TlsService(vault, config),
+        wkd=WkdLookups(store_in_vault(vault)) if config.routing.wkd else None)
 
     from sealgate.server.addin_pages import addin_pages
     from sealgate.server.api import api

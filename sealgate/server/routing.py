@@ -17,6 +17,7 @@ from sealgate.mail.rewrite import EncryptedCopy, inbound
 from sealgate.mail.triggers import TAG_HEADER, encode_subject
 from sealgate.routing.evidence import TlsVerdict
 from sealgate.routing.plan import Choice, Facts, Method, Plan, plan, rules_of
+from sealgate.routing.wkd_lookups import WkdLookups
 from sealgate.server.deposit import Deposit, deposit_message
 from sealgate.server.tls import TlsService, level_of
 from sealgate.server.tls_actions import tls_copy
@@ -56,17 +57,22 @@ class _OnFile:
 
 def route(vault: Vault, config: Config, raw: bytes, mail_from: str,
           recipients: Sequence[str], subject: str, force_portal: bool = False,
-          tls: TlsService | None = None) -> Routed:
+          tls: TlsService | None = None, wkd: WkdLookups | None = None) -> Routed:
     """Plan each recipient, deposit for the portal and verified-TLS ones, encrypt for the
     others. Raises MimeError (unreadable), NoMethod, or ValueError (SmimeError, PgpError)
-    from encryption. Without `tls`, verified TLS never fits."""
+    from encryption. Without `tls`, verified TLS never fits; with `wkd`, recipients who could
+    take PGP but have no key on file are looked up in the background, for later messages."""
     now = datetime.now(UTC)
     on_file = _on_file(vault, recipients, now)
+    rules = rules_of(config.routing)
+    if wkd is not None:
+        wkd.request(a for a in recipients if Method.PGP in rules.order_for(a)
+                    and (a.lower() not in on_file or on_file[a.lower()].pgp is None))
     verdicts = tls.verdicts(_domain(a) for a in recipients) \
         if tls is not None and not force_portal else {}
     facts = {address: _facts(address, on_file.get(address.lower()), verdicts, tls is not None)
              for address in recipients}
-    decided = plan(recipients, [], facts, rules_of(config.routing), force_portal)
+    decided = plan(recipients, [], facts, rules, force_portal)
     groups = decided.groups()
     if Method.NONE in groups:
         raise NoMethod(f"no secure way to deliver to {', '.join(groups[Method.NONE])}: the "

@@ -87,7 +87,7 @@ def create_deposit() -> tuple[Response, int]:
     try:
         routed = route(service.vault, service.config, raw, _field(payload, "mail_from", str),
                        recipients, _field(payload, "subject", str), force_portal,
-                       service.tls)
+                       service.tls, service.wkd)
     except (MimeError, NoMethod) as error:
         return jsonify(error="unreadable_message" if isinstance(error, MimeError)
                        else "no_method", message=str(error)), 422
