@@ -7,6 +7,7 @@ the key, the value, where it came from and what is allowed.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -22,6 +23,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -333,6 +335,20 @@ class RoutingConfig(_Section):
     # the home); both empty: not signed. Signing also protects the content from tampering.
     smime_sign_key: str = ""
     smime_sign_certificate: str = ""
+
+    @field_validator("dns_servers")
+    @classmethod
+    def _resolvers(cls, servers: list[str]) -> list[str]:
+        for server in servers:
+            address, _, port = server.rpartition(":") if server.count(":") == 1 \
+                else (server, "", "53")
+            try:
+                ipaddress.ip_address(address)
+                if not 0 < int(port) < 65536:
+                    raise ValueError
+            except ValueError:
+                raise ValueError(f"{server!r} is not IP or IP:PORT") from None
+        return servers
 
     @model_validator(mode="after")
     def _both_or_neither(self) -> RoutingConfig:

@@ -41,7 +41,11 @@ class SealgateServer(BaseApplication):  # type: ignore[misc]
         # Each worker builds its own app: database connections are not shared across fork.
         from sealgate.server.app import create_app
 
-        return create_app(self._config)
+        app = create_app(self._config)
+        # Verified-TLS retries and fallbacks left by an earlier run are due now, not when the
+        # next message comes.
+        app.extensions["sealgate"].tls.start()
+        return app
 
 
 def serve(config: Config) -> None:

@@ -91,3 +91,15 @@ def test_a_wrong_value_gives_one_clear_line(tmp_path: Path, text: str, environ: 
     message = str(raised.value)
     assert "\n" not in message
     assert expected.format(file=home / "sealgate.toml") in message
+
+
+def test_verified_tls_settings(tmp_path: Path) -> None:
+    loaded = config.load(write(tmp_path, '[routing]\ndns_servers = ["127.0.0.1:5353", '
+                                         '"::1"]\ntls_fallback_minutes = 0\n'), {})
+    assert loaded.routing.dns_servers == ["127.0.0.1:5353", "::1"]
+    assert loaded.routing.tls_fallback_minutes == 0  # the portal at the first failure
+    assert loaded.return_address == "sealgate-dsn@example.org"
+    with pytest.raises(ConfigError, match="'dns.example' is not IP or IP:PORT"):
+        config.load(write(tmp_path, '[routing]\ndns_servers = ["dns.example"]\n'), {})
+    with pytest.raises(ConfigError, match="tls_retry_minutes"):
+        config.load(write(tmp_path, "[routing]\ntls_retry_minutes = 0\n"), {})
