@@ -138,6 +138,9 @@ class MilterConfig(_Section):
     timeout: float = Field(default=30.0, gt=0, le=600, description="seconds per server call")
     # The group whose members (the MTA's smtpd) may connect to a unix milter socket.
     socket_group: str = "postfix"
+    # Which MTA runs the milter. Only Postfix enforces verified TLS for the copies Sealgate
+    # routes that way (deploy/postfix); with Sendmail, verified TLS is never chosen.
+    mta: Annotated[str, Field(pattern="^(postfix|sendmail)$")] = "postfix"
 
 
 class PortalConfig(_Section):

@@ -112,7 +112,8 @@ def _facts(address: str, keys: _OnFile | None, verdicts: dict[str, TlsVerdict],
     domain = _domain(address)
     verdict = verdicts.get(domain)
     if verdict is None:
-        why = f"{domain} not probed yet (probing now)" if probing else "not checked"
+        why = f"{domain} not probed yet (probing now)" if probing \
+            else "the MTA does not enforce it (milter.mta)"
         return replace(facts, tls_evidence=(why,))
     lines = verdict.evidence_lines
     if verdict.qualifies:

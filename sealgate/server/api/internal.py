@@ -87,7 +87,8 @@ def create_deposit() -> tuple[Response, int]:
     try:
         routed = route(service.vault, service.config, raw, _field(payload, "mail_from", str),
                        recipients, _field(payload, "subject", str), force_portal,
-                       service.tls, service.wkd)
+                       service.tls if service.config.milter.mta == "postfix" else None,
+                       service.wkd)
     except (MimeError, NoMethod) as error:
         return jsonify(error="unreadable_message" if isinstance(error, MimeError)
                        else "no_method", message=str(error)), 422
