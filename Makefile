@@ -8,7 +8,7 @@ HOME_DIR ?= var
 # libmilter), Postfix, which the tests and `make run` use as a private loopback instance, and
 # poppler-utils' pdftotext, the DLP engine's PDF reader (run isolated under util-linux prlimit).
 SYSTEM_PACKAGES := python3 python3-venv python3-dev gcc libmilter-dev postfix m4 poppler-utils \
-	util-linux
+	util-linux openssl
 # Only for `make test`: Debian's Chromium, which the browser tests drive headless (Playwright
 # never downloads a browser; its dependencies bring a font for screenshots), and GnuPG and
 # OpenSSL, which decrypt what Sealgate encrypts with PGP and S/MIME (never our own code).

@@ -330,8 +330,10 @@ class RoutingConfig(_Section):
     tls_ca_file: str = ""
     probe_port: int = Field(default=25, ge=1, le=65535)
     probe_loopback: bool = False
-    # Take S/MIME certificates from valid signed mail the organisation receives.
+    # Take S/MIME certificates from valid signed mail the organisation receives; the CAs
+    # their chains must reach (a PEM file; empty: the system's).
     harvest_certificates: bool = False
+    harvest_ca_file: str = ""
     # Look up recipients' OpenPGP keys by Web Key Directory.
     wkd: bool = True
     # Sign S/MIME copies with the organisation's key and certificate (PEM files, relative to

@@ -112,6 +112,14 @@ class DepositClient:
         if status != 202:
             raise TemporaryFailure(f"server answered {status}: {payload[:200]!r}")
 
+    def harvest(self, raw: bytes) -> None:
+        """A signed message the organisation received: the server may keep its signer's
+        certificate (checked after it answers; the message is not held up)."""
+        body = json.dumps({"message": base64.b64encode(raw).decode("ascii")}).encode()
+        status, payload = self._post("/certificates", body)
+        if status != 202:
+            raise TemporaryFailure(f"server answered {status}: {payload[:200]!r}")
+
     def report(self, mail_from: str, recipients: Sequence[str], subject: str, action: str,
                report: dict[str, object]) -> None:
         """What a DLP policy found and what was done, for the audit trail and the reports."""

@@ -21,6 +21,7 @@ import Milter
 import milter
 
 from sealgate.config import Config
+from sealgate.crypto.harvest import is_signed
 from sealgate.dlp.inspect import Inspector, Report
 from sealgate.errors import ConfigError
 from sealgate.mail.message import InboundMessage
@@ -54,6 +55,7 @@ class Gateway:
         self.client = DepositClient(config.deposit_url, config.internal_api.secret,
                                     config.milter.timeout)
         self.return_address = config.return_address.lower()
+        self.harvest = config.routing.harvest_certificates
         self.spool_dir = config.home / "spool"
         self.spool_dir.mkdir(mode=0o700, exist_ok=True)
         self.inspector = Inspector.from_config(config)
@@ -74,10 +76,17 @@ class Gateway:
         return bool(message.recipients) and all(
             r.lower() == self.return_address for r in message.recipients)
 
+    def harvests(self, message: InboundMessage) -> bool:
+        """A signed message from outside, whose certificate the server may keep."""
+        return self.harvest and not is_internal(message.mail_from,
+                                                self.policy.internal_domains) \
+            and is_signed(message.header("Content-Type") or "")
+
     def needs_body(self, message: InboundMessage) -> bool:
         """Whether the decision needs the body: a trigger in the headers, or DLP and a
         recipient outside the organisation. Internal mail is accepted without it."""
-        if triggers(message, self.policy) or self.is_delivery_report(message):
+        if triggers(message, self.policy) or self.is_delivery_report(message) \
+                or self.harvests(message):
             return True
         return self.inspector is not None and not all(
             is_internal(r, self.policy.internal_domains) for r in message.recipients)
@@ -167,6 +176,12 @@ class SealgateMilter(Milter.Base):  # type: ignore[misc]
         if gateway.is_delivery_report(message):
             gateway.client.delivery_report(message.raw())
             return DISCARD  # the server has what it needs; there is no mailbox to deliver to
+        if gateway.harvests(message):
+            try:
+                gateway.client.harvest(message.raw())
+            except TemporaryFailure:  # a certificate is a bonus: the mail is never held up
+                log.warning("signed message from %s not offered for harvesting",
+                            message.mail_from, exc_info=True)
         verdict = decide(message, gateway.policy,
                          gateway.dlp if gateway.inspector is not None else None)
         if verdict.dlp is not None and verdict.dlp.action is not None:

@@ -4,8 +4,10 @@ four forms, each readable only by its recipient (decrypted here with openssl and
 
 from __future__ import annotations
 
+import re
 import smtplib
 import subprocess
+import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ from sqlalchemy import select
 from sealgate import config
 from sealgate.lab.pki import TestCa
 from sealgate.server.links import tracking_link
+from sealgate.vault import recipient_keys
 from sealgate.vault.models import AuditEvent
 from sealgate.vault.vault import Vault
 from tests.conftest import run_cli
@@ -170,3 +173,62 @@ def test_with_the_portal_off_a_recipient_without_a_key_is_refused_with_the_reaso
         gateway.stop_server()
         del gateway.env["SEALGATE_ROUTING__PORTAL_ENABLED"]
         gateway.start_server()
+
+
+def test_a_certificate_harvested_from_signed_mail_is_used_for_the_next_message(
+        lab: tuple[Gateway, Recipients]) -> None:
+    gateway, people = lab
+    dora = "dora@partner.test"
+    key, cert = people.ca.issue_email(dora)
+    (people.root / "dora.key").write_bytes(key)
+    (people.root / "dora.pem").write_bytes(cert)
+    (people.root / "ca.pem").write_bytes(people.ca.cert_pem)
+    (people.root / "entity.eml").write_bytes(b"Content-Type: text/plain\n\nHello!\n")
+    subprocess.run(["openssl", "cms", "-sign", "-md", "sha256", "-in",
+                    str(people.root / "entity.eml"), "-signer", str(people.root / "dora.pem"),
+                    "-inkey", str(people.root / "dora.key"), "-out",
+                    str(people.root / "signed.eml")], check=True, timeout=60)
+    signed = (f"From: Dora <{dora}>\r\nTo: {NURSE}\r\nSubject: Referral\r\n".encode()
+              + (people.root / "signed.eml").read_bytes())
+    gateway.stop_server()
+    gateway.stop_milter()
+    harvesting = {"SEALGATE_ROUTING__HARVEST_CERTIFICATES": "true",
+                  "SEALGATE_ROUTING__HARVEST_CA_FILE": str(people.root / "ca.pem")}
+    gateway.env.update(harvesting)
+    try:
+        gateway.start_milter()
+        gateway.start_server()
+        gateway.sink.clear()
+        gateway.postfix.send(dora, [NURSE], signed)
+        (received,) = gateway.sink.wait_for(1)
+        # Delivered as it came, signature and all (the line ends are SMTP's CRLF).
+        body = (people.root / "signed.eml").read_bytes().partition(b"\n\n")[2]
+        assert re.sub(rb"\r?\n", b"\r\n", body) in received.data
+
+        def harvested() -> bool:
+            vault = Vault.open(config.load(gateway.home, {}))
+            try:
+                return any(k.source == "harvest" for k in
+                           recipient_keys.listed(vault, dora))
+            finally:
+                vault.close()
+
+        deadline = time.monotonic() + 30
+        while not harvested():
+            assert time.monotonic() < deadline, gateway.log("server")[-3000:]
+            time.sleep(0.2)
+        gateway.sink.clear()
+        gateway.send(compose("encrypt/ Your referral", to=dora), [dora])
+        (delivered,) = gateway.sink.wait_for(1)
+    finally:
+        gateway.stop_server()
+        gateway.stop_milter()
+        for name in harvesting:
+            del gateway.env[name]
+        gateway.start_milter()
+        gateway.start_server()
+    assert parsed(delivered).get_content_type() == "application/pkcs7-mime"
+    done = subprocess.run(["openssl", "cms", "-decrypt", "-inkey", str(people.root / "dora.key"),
+                           "-recip", str(people.root / "dora.pem")], input=delivered.data,
+                          capture_output=True, timeout=60, check=True)
+    assert SECRET_TEXT.encode() in done.stdout

@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 from flask import Blueprint, Response, abort, jsonify, request
 
 from sealgate.config import Config
+from sealgate.crypto.harvest import NotHarvested, harvest
 from sealgate.mail import notices
 from sealgate.mail.message import domain_of
 from sealgate.mail.parse import MimeError
@@ -30,7 +31,9 @@ from sealgate.server.deposit import Deposit
 from sealgate.server.links import hold_link, tracking_link
 from sealgate.server.outbox import send_after_response
 from sealgate.server.routing import NoMethod, route
-from sealgate.vault import holds
+from sealgate.vault import holds, recipient_keys
+from sealgate.vault.models import KeyKind
+from sealgate.vault.vault import Vault
 
 log = logging.getLogger(__name__)
 internal = Blueprint("internal", __name__)
@@ -161,6 +164,43 @@ def delivery_report() -> tuple[Response, int]:
     if settled:
         tls_actions.tell_sender(service.config, service.vault, settled)
     return jsonify(settled=len(settled)), 202
+
+
+@internal.post("/certificates")
+def harvest_certificate() -> tuple[Response, int]:
+    """A signed message the organisation received: its signer's S/MIME certificate is kept
+    when the signature, the chain and the address check out. Checked after the answer (an
+    OpenSSL child process), so the milter never waits for it."""
+    raw = _message(_payload())
+    service = services()
+    if not service.config.routing.harvest_certificates:
+        return jsonify(harvested=False, reason="harvesting is off"), 202
+    response = jsonify(accepted=True)
+    response.call_on_close(partial(keep_certificate, service.config, service.vault, raw))
+    return response, 202
+
+
+def keep_certificate(config: Config, vault: Vault, raw: bytes) -> None:
+    routing = config.routing
+    try:
+        trust = config.path(routing.harvest_ca_file).read_bytes() \
+            if routing.harvest_ca_file else None
+    except OSError as error:
+        log.warning("certificate not harvested: harvest_ca_file: %s", error.strerror)
+        return
+    result = harvest(raw, trust, datetime.now(UTC))
+    if isinstance(result, NotHarvested):
+        log.info("certificate not harvested: %s", result.reason)
+        return
+    try:
+        added = recipient_keys.put(vault, "harvest", result.address, KeyKind.SMIME,
+                                   result.fingerprint_sha256, result.certificate_pem,
+                                   result.not_after, source="harvest")
+    except Exception:  # after the answer: nobody to tell but the log
+        log.exception("harvested certificate for %s not stored", result.address)
+        return
+    if added:
+        log.info("certificate harvested for %s: %s", result.address, result.evidence)
 
 
 @internal.post("/reports")
