@@ -95,10 +95,11 @@ def _normalise_address(address: str) -> str:
 def _load_certificate(data: bytes) -> x509.Certificate | None:
     if not isinstance(data, bytes | bytearray | memoryview):
         return None
-    raw = bytes(data).strip()
+    raw = bytes(data)
     try:
         if b"-----BEGIN" in raw:  # PEM, perhaps after text such as openssl's "Bag Attributes"
-            return x509.load_pem_x509_certificate(raw[raw.index(b"-----BEGIN"):])
+            return x509.load_pem_x509_certificate(raw[raw.index(b"-----BEGIN"):].strip())
+        # DER as it is: its last byte may well be a whitespace value.
         return x509.load_der_x509_certificate(raw)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         return None
