@@ -5,6 +5,8 @@ smtp-sink, with configurations alternated in one sitting:
     noop       a pymilter that changes nothing (sealgate.lab.noop_milter)
     clean      Sealgate's milter, no message triggered
     triggered  Sealgate's milter, every message triggered (deposit, seal, notification)
+    triggered_tls  the same, to a domain that qualifies for verified TLS (a verdict on
+               file): sealed for the fallback, tracked, re-injected for the verify transport
 
 for the unix and the inet milter socket. Rates are messages per second from the first
 connection until the last message is accepted (the milter works while Postfix accepts);
@@ -13,7 +15,8 @@ each run's queue is then drained to smtp-sink before the next.
     .venv/bin/python bench/milter.py [--quick] [--messages N] [--rounds R]
 
 Must run as root (Postfix). Last line: JSON with the rates and the ratios
-`clean_vs_noop` and `triggered_vs_noop` (unix socket), plus `*_inet` variants.
+`clean_vs_noop`, `triggered_vs_noop` and `triggered_tls_vs_noop` (unix socket), plus
+`*_inet` variants.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ from sealgate.lab import noop_milter
 from sealgate.lab.host import free_ports, logged_process
 from sealgate.lab.postfix import PrivatePostfix
 
-CONFIGURATIONS = ("none", "noop", "clean", "triggered")
+CONFIGURATIONS = ("none", "noop", "clean", "triggered", "triggered_tls")
+TLS_DOMAIN = "tls.test"
 SESSIONS = 8
 MESSAGE_BYTES = 4000
 
@@ -85,6 +89,7 @@ class Bench:
         })
         sealgate = [sys.executable, "-m", "sealgate", "--home", str(home)]
         subprocess.run([*sealgate, "init"], env=env, check=True, capture_output=True)
+        self._verdict_on_file(home, env)
         self.postfix.start()
         stack.callback(self.postfix.stop)
         for command, log in (("serve", "server.log"), ("milter", "milter.log")):
@@ -97,6 +102,24 @@ class Bench:
         for address in self.milters.values():
             noop_milter.wait_until_listening(address)
 
+    @staticmethod
+    def _verdict_on_file(home: Path, env: dict[str, str]) -> None:
+        """TLS_DOMAIN qualifies, as if probed: routing picks verified TLS for it at once."""
+        from datetime import UTC, datetime, timedelta
+
+        from sealgate import config
+        from sealgate.vault import tls
+        from sealgate.vault.vault import Vault
+
+        vault = Vault.open(config.load(home, env))
+        try:
+            now = datetime.now(UTC)
+            tls.save_verdict(vault, tls.StoredVerdict(
+                TLS_DOMAIN, True, "starttls-probe", ("benchmark verdict",),
+                now + timedelta(days=1)), now)
+        finally:
+            vault.close()
+
     def use(self, configuration: str) -> None:
         """Point Postfix's smtpd at the milter of this configuration (postconf + reload)."""
         milter = {"none": "", "noop": self.milters["noop"]}.get(configuration,
@@ -106,11 +129,13 @@ class Bench:
 
     def rate(self, configuration: str, messages: int) -> float:
         self.use(configuration)
-        subject = "encrypt/ benchmark" if configuration == "triggered" else "benchmark"
+        subject = "encrypt/ benchmark" if configuration.startswith("triggered") \
+            else "benchmark"
+        domain = TLS_DOMAIN if configuration == "triggered_tls" else "external.test"
         started = time.perf_counter()
         subprocess.run(["smtp-source", "-s", str(SESSIONS), "-m", str(messages),
                         "-l", str(MESSAGE_BYTES), "-f", "sender@example.org",
-                        "-t", "recipient@external.test", "-S", subject,
+                        "-t", f"recipient@{domain}", "-S", subject,
                         f"127.0.0.1:{self.postfix.smtp_port}"], check=True, timeout=600)
         accepted = time.perf_counter() - started
         # Delivery to smtp-sink is the same work in every configuration; it is let finish
@@ -154,11 +179,15 @@ def main() -> None:
         result[f"noop_vs_none{suffix}"] = round(medians["noop"] / medians["none"], 3)
         result[f"clean_vs_noop{suffix}"] = round(medians["clean"] / medians["noop"], 3)
         result[f"triggered_vs_noop{suffix}"] = round(medians["triggered"] / medians["noop"], 3)
+        result[f"triggered_tls_vs_noop{suffix}"] = round(
+            medians["triggered_tls"] / medians["noop"], 3)
         print(f"{kind:5} none {medians['none']:7.1f}  noop {medians['noop']:7.1f}  "
-              f"clean {medians['clean']:7.1f}  triggered {medians['triggered']:7.1f}   "
+              f"clean {medians['clean']:7.1f}  triggered {medians['triggered']:7.1f}  "
+              f"triggered_tls {medians['triggered_tls']:7.1f}   "
               f"noop/none {medians['noop'] / medians['none']:.3f}  "
               f"clean/noop {medians['clean'] / medians['noop']:.3f}  "
-              f"triggered/noop {medians['triggered'] / medians['noop']:.3f}")
+              f"triggered/noop {medians['triggered'] / medians['noop']:.3f}  "
+              f"triggered_tls/noop {medians['triggered_tls'] / medians['noop']:.3f}")
     print(json.dumps(result))
 
 
