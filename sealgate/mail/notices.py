@@ -182,14 +182,18 @@ def _tracking_notice(branding: Branding, from_address: str, to: str, sentence: s
 
 def held(branding: Branding, *, from_address: str, to: str, subject: str,
          recipients: Sequence[str], found: Sequence[str], policies: Sequence[str],
-         link: str, expires_at: datetime) -> EmailMessage:
-    """To the sender: a DLP policy held the message; one link to decide what happens to it.
-    `found` is what was found, masked (see `found_items`)."""
+         link: str, expires_at: datetime, reason: str | None = None) -> EmailMessage:
+    """To the sender: a DLP policy held the message (or, with `reason`, there was no secure
+    way to deliver it); one link to decide what happens to it. `found` is what was found,
+    masked (see `found_items`)."""
     quoted, link = _quoted_subject(subject), clean(link)
     listed = _list([clean(r, _NAME_MAX) for r in recipients])
-    sentence = (f"Your message {quoted} to {listed} was held: it contains "
-                f"{_list([clean(f, _NAME_MAX) for f in found], 'sensitive information')} "
-                f"({_policies(policies)}).")
+    if reason:
+        sentence = f"Your message {quoted} to {listed} was held: {clean(reason, 500)}."
+    else:
+        sentence = (f"Your message {quoted} to {listed} was held: it contains "
+                    f"{_list([clean(f, _NAME_MAX) for f in found], 'sensitive information')} "
+                    f"({_policies(policies)}).")
     nobody = "Nobody has received it yet."
     choose = "Choose what happens to it"
     later = (f"If you do nothing, it will be discarded on {human_date(expires_at)}. Anyone "

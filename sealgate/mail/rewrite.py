@@ -87,7 +87,7 @@ def plan(message: InboundMessage, verdict: Verdict, deposited: Deposited | None,
                        set_headers=subject)
     assert deposited is not None, "external recipients need a deposit"
     encrypted = tuple(Reinjection(copy.mail_from or message.mail_from, copy.recipients,
-                                  _marked(copy.data, mark_secret), copy.envelope_id)
+                                  marked_copy(copy.data, mark_secret), copy.envelope_id)
                       for copy in deposited.copies)
     moved = tuple(r for copy in deposited.copies for r in copy.recipients)
     portal = deposited.portal_recipients(verdict.external)
@@ -110,7 +110,7 @@ def _notification(deposited: Deposited) -> Notification:
     return deposited.notification
 
 
-def _marked(data: bytes, mark_secret: str) -> bytes:
+def marked_copy(data: bytes, mark_secret: str) -> bytes:
     """A copy Sealgate made, with the processed mark: if it meets the milter again, it
     passes."""
     copy = inbound(data, "", ())

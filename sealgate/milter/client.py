@@ -19,6 +19,14 @@ class PermanentFailure(Exception):
     """The message can never be processed as it is; the sender must change something."""
 
 
+class Held(Exception):
+    """The server keeps the message for its sender: no secure method fits its recipients."""
+
+    def __init__(self, hold_id: str, reason: str) -> None:
+        super().__init__(reason)
+        self.hold_id = hold_id
+
+
 class TemporaryFailure(Exception):
     """Worth retrying later: the server is down, busy or failing."""
 
@@ -76,6 +84,9 @@ class DepositClient:
                            "subject": subject, "force_portal": force_portal,
                            "message": base64.b64encode(raw).decode("ascii")}).encode()
         status, payload = self._post("/deposits", body)
+        if status == 202:  # no secure method, and the configuration says hold
+            answer = json.loads(payload)
+            raise Held(str(answer["hold_id"]), str(answer.get("message", "")))
         if status == 422:
             raise PermanentFailure(json.loads(payload).get("message", "unreadable message"))
         if status != 201:

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from email.utils import make_msgid
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,13 @@ from sealgate.mail.message import InboundMessage
 from sealgate.mail.rewrite import Changes, plan
 from sealgate.mail.triggers import find_keyword
 from sealgate.mail.verdict import Action, MailPolicy, Verdict, decide, is_internal, triggers
-from sealgate.milter.client import DepositClient, PermanentFailure, TemporaryFailure, reinject
+from sealgate.milter.client import (
+    DepositClient,
+    Held,
+    PermanentFailure,
+    TemporaryFailure,
+    reinject,
+)
 
 log = logging.getLogger("sealgate.milter")
 
@@ -207,10 +214,27 @@ class SealgateMilter(Milter.Base):  # type: ignore[misc]
             make_msgid(domain=gateway.config.organisation.domains[0]))
         deposited = None
         if verdict.external:
-            deposited = gateway.client.deposit(
-                message.raw(), message.mail_from, verdict.external, verdict.display_subject,
-                force_portal=bool(gateway.portal_keywords) and find_keyword(
-                    message.subject, gateway.portal_keywords) is not None)
+            try:
+                deposited = gateway.client.deposit(
+                    message.raw(), message.mail_from, verdict.external,
+                    verdict.display_subject,
+                    force_portal=bool(gateway.portal_keywords) and find_keyword(
+                        message.subject, gateway.portal_keywords) is not None)
+            except Held as held:
+                log.info("held message from %s as %s: %s", message.mail_from, held.hold_id,
+                         held)
+                if not verdict.internal:
+                    return DISCARD  # the vault has it, durably
+                # Colleagues still get it; the held copy waits for the outside recipients.
+                verdict = replace(verdict, external=())
+                changes = replace(plan(message, verdict, None, gateway.policy.mark_secret),
+                                  remove_recipients=tuple(
+                                      r for r in message.recipients
+                                      if r not in verdict.internal))
+                for name, value in added_headers:
+                    self.addheader(name, value)
+                self._apply(changes)
+                return ACCEPT
         changes = plan(message, verdict, deposited, gateway.policy.mark_secret)
         for copy in changes.reinjections:
             # Before this transaction is acknowledged: if re-injection fails the whole

@@ -25,15 +25,22 @@ from wtforms.validators import AnyOf, InputRequired
 from sealgate.config import Config
 from sealgate.mail.message import InboundMessage
 from sealgate.mail.parse import MimeError
-from sealgate.mail.rewrite import Deposited, inbound, marked_original, secure_copies
+from sealgate.mail.rewrite import (
+    Deposited,
+    inbound,
+    marked_copy,
+    marked_original,
+    secure_copies,
+)
 from sealgate.mail.verdict import is_internal
 from sealgate.server.api import internal as internal_api
 from sealgate.server.app import Services, services
-from sealgate.server.deposit import deposit_message
 from sealgate.server.limits import CREDENTIALS, limiter
 from sealgate.server.links import held_id
 from sealgate.server.outbox import DeliveryError, send_raw
 from sealgate.server.portal.forms import Form
+from sealgate.server.routing import NoMethod, route
+from sealgate.server.tls_actions import hand_over_tls
 from sealgate.vault import holds
 from sealgate.vault.models import Hold, HoldDecision
 
@@ -54,6 +61,10 @@ class DecisionForm(Form):
 
 class _Unsendable(Exception):
     """The message cannot be sent securely (its MIME structure cannot be read faithfully)."""
+
+
+class _NoMethodYet(Exception):
+    """Some recipients still have no secure method (the portal off, no key on file)."""
 
 
 def now() -> datetime:
@@ -109,6 +120,11 @@ def decide(token: str) -> ResponseReturnValue:
         return _page(hold, 422, _("This message cannot be sent securely"), _(
             "Its structure cannot be read faithfully (%(reason)s). It is still held: send it "
             "as is if the policy allows, or discard it.", reason=str(problem)), retry=True)
+    except _NoMethodYet as problem:
+        holds.release(service.vault, hold.id)
+        return _page(hold, 422, _("There is still no secure way to send it"), _(
+            "%(reason)s. It is still held: try again once a certificate or key for them is "
+            "on file, or discard it.", reason=str(problem)), retry=True)
     except BaseException:
         holds.release(service.vault, hold.id)
         raise
@@ -158,26 +174,41 @@ def _carry_out(service: Services, hold: Hold,
     domains = config.organisation.domains
     internal = tuple(r for r in hold.recipients if is_internal(r, domains))
     external = tuple(r for r in hold.recipients if r not in internal)
-    deposit = None
-    if external:
+    routed = None
+    if external:  # each outside recipient the way the milter would have sent it
         try:
-            deposit = deposit_message(vault, config, message.raw(), hold.sender, external,
-                                      hold.subject)
+            routed = route(vault, config, message.raw(), hold.sender, external, hold.subject,
+                           tls=service.tls if config.milter.mta == "postfix" else None,
+                           wkd=service.wkd)
         except MimeError as error:
             raise _Unsendable(str(error)) from None
+        except NoMethod as error:
+            raise _NoMethodYet(str(error)) from None
+    deposit = routed.deposit if routed is not None else None
     deposited = Deposited(str(deposit.message_id), deposit.notification) \
         if deposit is not None else None
+    portal = routed.portal if routed is not None else ()
     sent = 0
     try:
-        for copy in secure_copies(message, internal, external, deposited,
+        for copy in secure_copies(message, internal, portal, deposited,
                                   config.internal_api.secret):
             send_raw(config, list(copy.recipients), copy.data, hold.sender)
+            sent += 1
+        for encrypted in routed.copies if routed is not None else ():
+            data = marked_copy(encrypted.data, config.internal_api.secret)
+            if encrypted.envelope_id:  # verified TLS: its reports go to Sealgate
+                hand_over_tls(config, list(encrypted.recipients), data, encrypted.envelope_id)
+            else:
+                send_raw(config, list(encrypted.recipients), data, hold.sender)
             sent += 1
     except DeliveryError:
         if deposit is not None and sent == 0:  # nobody was told of it: it goes again
             vault.delete_message(deposit.message_id, hold.sender, "hold hand-over failed")
         raise
     details: dict[str, Any] = {"external": len(external), "internal": len(internal)}
+    if routed is not None:
+        details["methods"] = {str(method): len(group)
+                              for method, group in routed.plan.groups().items()}
     after = None
     if deposit is not None:
         details["message"] = str(deposit.message_id)

@@ -40,7 +40,7 @@ def retry(service: TlsService, due: store.Due) -> None:
         ids = [i for i, address in zip(due.ids, due.recipients, strict=True)
                if address in chosen]
         token, digest = new_envelope_id()
-        _hand_over(config, chosen, tls_copy(cleaned, level), token)
+        hand_over_tls(config, chosen, tls_copy(cleaned, level), token)
         store.attempted(vault, ids, digest, datetime.now(UTC))
 
 
@@ -80,7 +80,9 @@ def _refused_notice(config: Config, vault: Vault, change: store.Settled) -> Emai
         tracking_link=tracking_link(config, change.message_id))
 
 
-def _hand_over(config: Config, recipients: list[str], data: bytes, envelope_id: str) -> None:
+def hand_over_tls(config: Config, recipients: list[str], data: bytes,
+                  envelope_id: str) -> None:
+    """A verified-TLS copy to the MTA, from the return address, asking for reports."""
     host, port = config.relay
     try:
         refused = smtp.send(host, port, config.return_address, recipients, data,

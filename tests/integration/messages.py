@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 
@@ -42,3 +46,20 @@ def notification_link(message: EmailMessage) -> str:
     assert body is not None
     text: str = body.get_content()
     return next(line for line in text.splitlines() if line.startswith("http"))
+
+
+def press(link: str, choice: str) -> tuple[str, str]:
+    """Open a held message's decision page in a cookie-keeping client and press one button:
+    the page, and the answer (an error page's too)."""
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+    with opener.open(link, timeout=10) as page:
+        html = page.read().decode()
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html)
+    assert token is not None
+    form = urllib.parse.urlencode({"csrf_token": token.group(1), "choice": choice}).encode()
+    try:
+        with opener.open(urllib.request.Request(link, data=form, method="POST"),
+                         timeout=30) as answer:
+            return html, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return html, error.read().decode()

@@ -21,7 +21,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.api.conftest import CLIENT_ID, KID, TENANT, KeyServer, mint_with, new_key, public_jwk
-from tests.integration.messages import compose, notification_link, parsed
+from tests.integration.messages import compose, notification_link, parsed, press
 from tests.integration.test_milter import Gateway
 
 CARD = "4111 1111 1111 1111"
@@ -192,16 +192,9 @@ def held_link(lab: DlpGateway, subject: str) -> str:
 
 def choose(link: str, choice: str) -> str:
     """Open the decision page in a cookie-keeping client and press one button."""
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
-    with opener.open(link, timeout=10) as page:
-        html = page.read().decode()
-    assert SSN not in html and "***-**-6789" in html
-    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html)
-    assert token is not None
-    form = urllib.parse.urlencode({"csrf_token": token.group(1), "choice": choice}).encode()
-    with opener.open(urllib.request.Request(link, data=form, method="POST"),
-                     timeout=30) as answer:
-        return answer.read().decode()
+    page, answer = press(link, choice)
+    assert SSN not in page and "***-**-6789" in page
+    return answer
 
 
 @pytest.mark.parametrize("choice", ["send_securely", "send_as_is", "discard"])

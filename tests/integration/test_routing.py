@@ -25,7 +25,7 @@ from sealgate.vault.models import AuditEvent
 from sealgate.vault.vault import Vault
 from tests.conftest import run_cli
 from tests.crypto.test_pgp import GpgHome
-from tests.integration.messages import SECRET_TEXT, compose, parsed
+from tests.integration.messages import SECRET_TEXT, compose, parsed, press
 from tests.integration.test_milter import Gateway
 
 ANN, CARL, BOB, NURSE = "ann@cert.test", "carl@key.test", "bob@plain.test", "nurse@example.org"
@@ -230,5 +230,53 @@ def test_a_certificate_harvested_from_signed_mail_is_used_for_the_next_message(
     assert parsed(delivered).get_content_type() == "application/pkcs7-mime"
     done = subprocess.run(["openssl", "cms", "-decrypt", "-inkey", str(people.root / "dora.key"),
                            "-recip", str(people.root / "dora.pem")], input=delivered.data,
+                          capture_output=True, timeout=60, check=True)
+    assert SECRET_TEXT.encode() in done.stdout
+
+
+def test_with_no_method_set_to_hold_the_message_waits_until_a_key_is_on_file(
+        lab: tuple[Gateway, Recipients]) -> None:
+    gateway, people = lab
+    gateway.stop_server()
+    settings = {"SEALGATE_ROUTING__PORTAL_ENABLED": "false",
+                "SEALGATE_ROUTING__NO_METHOD": "hold"}
+    gateway.env.update(settings)
+    try:
+        gateway.start_server()
+        gateway.sink.clear()
+        recipients = [ANN, BOB, NURSE]
+        gateway.send(compose("encrypt/ Held results", to=", ".join(recipients)), recipients)
+        # The colleague gets it at once; the outside recipients wait with the sender's notice.
+        got = gateway.sink.wait_for_recipients([NURSE, "who@example.org"])
+        assert SECRET_TEXT.encode() in got[NURSE].data
+        notice = parsed(got["who@example.org"])
+        assert notice["Subject"] == "Held: Held results"
+        text = notice.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        assert BOB in text and "no secure way to deliver" in text
+        (link,) = re.findall(r"http://\S+/held/\S+", text)
+        assert {r for m in gateway.sink.messages for r in m.rcpt_tos} == {
+            NURSE, "who@example.org"}
+        # Still nothing for BOB: the hold stays.
+        page, answer = press(link, "send_securely")
+        assert "no secure way to deliver" in page and "Send as is" not in page
+        assert "still no secure way" in answer and BOB in answer
+        # A certificate for BOB on file: now both get S/MIME.
+        key, cert = people.ca.issue_email(BOB)
+        (people.root / "bob.pem").write_bytes(cert)
+        (people.root / "bob.key").write_bytes(key)
+        run_cli("--home", str(gateway.home), "recipient-keys", "import",
+                str(people.root / "bob.pem"))
+        gateway.sink.clear()
+        _, answer = press(link, "send_securely")
+        assert "Sent securely" in answer, answer
+        delivered = gateway.sink.wait_for_recipients([ANN, BOB])
+    finally:
+        gateway.stop_server()
+        for name in settings:
+            del gateway.env[name]
+        gateway.start_server()
+    assert SECRET_TEXT.encode() in openssl_decrypt(people, delivered[ANN].data)
+    done = subprocess.run(["openssl", "cms", "-decrypt", "-inkey", str(people.root / "bob.key"),
+                           "-recip", str(people.root / "bob.pem")], input=delivered[BOB].data,
                           capture_output=True, timeout=60, check=True)
     assert SECRET_TEXT.encode() in done.stdout

@@ -306,7 +306,7 @@ def test_send_securely_delivers_through_the_portal_and_the_original_inside(
         assert db.get(SecureMessage, held.message_id) is None  # the held copy is gone
     [event] = events(vault, "hold.sent_securely")
     assert event.actor == SENDER and event.details == {
-        "external": 1, "internal": 1, "message": deposit_id}
+        "external": 1, "internal": 1, "message": deposit_id, "methods": {"portal": 1}}
 
     [notice] = [m for m in mail_to(sink, SENDER) if m["Subject"].startswith("Sent securely")]
     assert PATIENT in text_of(notice)

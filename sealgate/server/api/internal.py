@@ -37,6 +37,7 @@ from sealgate.vault.vault import Vault
 
 log = logging.getLogger(__name__)
 internal = Blueprint("internal", __name__)
+NO_METHOD_POLICY = "No secure delivery method"
 
 
 @internal.before_request
@@ -92,9 +93,14 @@ def create_deposit() -> tuple[Response, int]:
                        recipients, _field(payload, "subject", str), force_portal,
                        service.tls if service.config.milter.mta == "postfix" else None,
                        service.wkd)
-    except (MimeError, NoMethod) as error:
-        return jsonify(error="unreadable_message" if isinstance(error, MimeError)
-                       else "no_method", message=str(error)), 422
+    except NoMethod as error:
+        if service.config.routing.no_method == "hold":
+            return _hold_without_method(service, raw, _field(payload, "mail_from", str),
+                                        recipients, _field(payload, "subject", str),
+                                        str(error))
+        return jsonify(error="no_method", message=str(error)), 422
+    except MimeError as error:
+        return jsonify(error="unreadable_message", message=str(error)), 422
     except ValueError as error:  # a certificate or key that encryption refused
         log.warning("could not encrypt for a recipient: %s", error)
         return jsonify(error="encryption_failed", message=str(error)), 422
@@ -151,6 +157,29 @@ def create_hold() -> tuple[Response, int]:
         response.call_on_close(partial(_tell_sender_held, service.config, hold_id, new))
     response.call_on_close(partial(_expire_due, service))
     return response, 201
+
+
+def _hold_without_method(service: Any, raw: bytes, mail_from: str, recipients: list[str],
+                         subject: str, reason: str) -> tuple[Response, int]:
+    """routing.no_method = "hold": the message waits for its sender (or for a certificate
+    or key to be put on file) instead of bouncing. Durable before the answer."""
+    now = datetime.now(UTC)
+    sender = mail_from.lower()
+    report = {"action": "quarantine", "reason": reason, "notify": False,
+              "allow_send_as_is": False, "findings": [], "findings_total": 0,
+              "unreadable": [], "unreadable_total": 0,
+              "policies": [{"name": NO_METHOD_POLICY, "action": "quarantine", "count": 0,
+                            "types": []}]}
+    new = holds.NewHold(
+        sender=sender, recipients=[r.lower() for r in recipients], subject=subject, raw=raw,
+        created_at=now, expires_at=now + timedelta(days=service.config.dlp.quarantine_days),
+        policies=[NO_METHOD_POLICY], report=report, allow_send_as_is=False)
+    hold_id = holds.create(service.vault, new, actor=sender or "milter")
+    log.info("held a message from %s: %s", sender, reason)
+    response = jsonify(hold_id=str(hold_id), message=reason)
+    if sender and is_internal(service.config, sender):
+        response.call_on_close(partial(_tell_sender_held, service.config, hold_id, new))
+    return response, 202
 
 
 @internal.post("/delivery-reports")
@@ -244,7 +273,8 @@ def _tell_sender_held(config: Config, hold_id: uuid.UUID, hold: holds.NewHold) -
         subject=hold.subject, recipients=hold.recipients,
         found=notices.found_items(hold.report["findings"], hold.report["unreadable"]),
         policies=hold.policies, link=hold_link(config, hold_id),
-        expires_at=hold.expires_at), f"'held' notice for hold {hold_id}")
+        expires_at=hold.expires_at, reason=hold.report.get("reason")),
+        f"'held' notice for hold {hold_id}")
 
 
 def _send_report(config: Config, sender: str, recipients: list[str], subject: str,
