@@ -8,6 +8,7 @@ through the milter to the server."""
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,6 +18,7 @@ from sqlalchemy import select
 
 from sealgate import config
 from sealgate.lab.sink import SmtpSink
+from sealgate.server.links import tracking_link
 from sealgate.vault.models import AuditEvent, TlsDelivery, TlsDeliveryState, TlsVerdict
 from sealgate.vault.vault import Vault
 from tests.integration.messages import SECRET_TEXT, compose, parsed
@@ -153,6 +155,14 @@ def test_a_domain_that_qualifies_gets_the_message_as_is_over_verified_tls(lab: L
     assert "qualifies: every MX (1) offers STARTTLS with a certificate valid for its name" \
         in evidence
     assert any("expired" in line for line in plan[EVE]["evidence"])
+    # The sender's tracking page shows where each verified-TLS delivery stands.
+    settings = config.load(lab.gateway.home, {"SEALGATE_SERVER__BASE_URL":
+                                              lab.gateway.env["SEALGATE_SERVER__BASE_URL"]})
+    with urllib.request.urlopen(tracking_link(settings, rows[ALICE].message_id),
+                                timeout=10) as page:
+        html = page.read().decode()
+    assert "delivered over verified TLS" in html and "refused by their mail server" in html
+    assert "550 5.1.1" in html and SECRET_TEXT not in html
 
 
 def test_a_server_that_cannot_prove_itself_at_delivery_gets_nothing_then_the_portal(

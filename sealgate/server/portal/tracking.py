@@ -20,7 +20,7 @@ from sealgate.server.portal import portal
 from sealgate.server.portal.forms import ConfirmForm, ExpiryForm, QuestionForm
 from sealgate.server.portal.identity import now
 from sealgate.vault import accounts
-from sealgate.vault.models import AuditEvent, Recipient, SecureMessage
+from sealgate.vault.models import AuditEvent, Recipient, SecureMessage, TlsDelivery
 
 
 def _message_id(token: str) -> uuid.UUID:
@@ -59,11 +59,14 @@ def tracking(token: str) -> ResponseReturnValue:
             AuditEvent.action == "message.deposited", AuditEvent.object_type == "message",
             AuditEvent.object_id == str(message_id)))
         retract, expiry, question = _forms(message)
+        # Verified TLS: where each delivery stands (the MTA's reports, retries, fallback).
+        tls = {row.recipient: row for row in db.scalars(select(TlsDelivery).where(
+            TlsDelivery.message_id == message_id))}
     delivery = (deposited or {}).get("plan", [])
     return render_template("portal/tracking.html", message=message, recipients=recipients,
                            replies=replies, token=token, retract=retract, expiry=expiry,
                            question=question, readable=message.is_readable(now()),
-                           delivery=delivery if isinstance(delivery, list) else [])
+                           delivery=delivery if isinstance(delivery, list) else [], tls=tls)
 
 
 @portal.post("/t/<token>/retract")
