@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,10 +34,12 @@ def default_expiry(config: Config) -> datetime | None:
 def deposit_message(vault: Vault, config: Config, raw: bytes, mail_from: str,
                     recipients: Sequence[str], subject: str,
                     audit_details: Mapping[str, Any] | None = None,
-                    tls_recipients: Sequence[str] = ()) -> Deposit:
+                    tls_recipients: Sequence[str] = (),
+                    along: Callable[[uuid.UUID], Sequence[Any]] = lambda _: ()) -> Deposit:
     """Seal the original and its readable parts; durable when this returns. `recipients`
     get the portal; `tls_recipients` get the message over verified TLS, with the portal as
-    the fallback. Raises MimeError when the structure cannot be read faithfully."""
+    the fallback. `along(message_id)` gives more rows to write in the same transaction.
+    Raises MimeError when the structure cannot be read faithfully."""
     parsed = parse(raw)
     parts = [NewPart(PartKind.ORIGINAL, raw, "message/rfc822", "message.eml")]
     if parsed.text is not None:
@@ -51,13 +53,14 @@ def deposit_message(vault: Vault, config: Config, raw: bytes, mail_from: str,
     # may follow and withdraw the message, and replies go back to this mailbox.
     # Lower-cased like the recipients, so every identity comparison is a plain equality.
     sender = (mail_from or parsed.sender_address or "").lower()
-    message_id = vault.deposit(NewMessage(
+    new = NewMessage(
         sender=sender, sender_name=sender_name, subject=subject,
         recipients=[*(NewRecipient(r.lower(), DeliveryMethod.PORTAL) for r in recipients),
                     *(NewRecipient(r.lower(), DeliveryMethod.TLS) for r in tls_recipients)],
         parts=parts, header_message_id=parsed.message_id,
-        expires_at=default_expiry(config), audit_details=audit_details or {}),
-        actor=mail_from)
+        expires_at=default_expiry(config), audit_details=audit_details or {})
+    (message_id,) = vault.deposit_many(
+        [new], mail_from, along=lambda session: session.add_all(along(new.id)))
     link = message_link(config, message_id)
     return Deposit(message_id, sender, subject, link,
                    notification.build(branding(config), sender_name, subject, link))

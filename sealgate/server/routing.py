@@ -19,7 +19,7 @@ from sealgate.routing.evidence import TlsVerdict
 from sealgate.routing.plan import Choice, Facts, Method, Plan, plan, rules_of
 from sealgate.routing.wkd_lookups import WkdLookups
 from sealgate.server.deposit import Deposit, deposit_message
-from sealgate.server.tls import TlsService, level_of
+from sealgate.server.tls import TlsCopy, TlsService, level_of
 from sealgate.server.tls_actions import tls_copy
 from sealgate.vault import recipient_keys
 from sealgate.vault.models import KeyKind
@@ -86,19 +86,24 @@ def route(vault: Vault, config: Config, raw: bytes, mail_from: str,
         for method, chosen in encrypted]
     portal = groups.get(Method.PORTAL, ())
     evidence = {"plan": [_evidence(choice) for choice in decided.choices]}
-    # With a deposit, the plan goes in its audit event: one durable write per message. The
-    # verified-TLS recipients are in it too: their content stays sealed until delivered.
+    tls_copies: list[TlsCopy] = []
+    tracking = None
+    if by_tls:
+        assert tls is not None
+        tls_copies, tracking = tls.first_attempts(
+            {address: level_of(verdicts[_domain(address)]) for address in by_tls})
+    # With a deposit, the plan goes in its audit event, and the verified-TLS deliveries are
+    # recorded with it: one durable write per message. The verified-TLS recipients are in
+    # the deposit too: their content stays sealed until delivered.
     deposit = deposit_message(vault, config, raw, mail_from, portal, subject, evidence,
-                              tls_recipients=by_tls) if portal or by_tls else None
+                              tls_recipients=by_tls,
+                              **({"along": tracking} if tracking else {})) \
+        if portal or by_tls else None
     if deposit is None:
         vault.record(mail_from.lower(), "message.routed", "message", "", evidence)
-    if by_tls:
-        assert tls is not None and deposit is not None
-        levels = {address: level_of(verdicts[_domain(address)]) for address in by_tls}
-        copies += [EncryptedCopy(str(Method.TLS), copy.recipients,
-                                 tls_copy(cleaned, copy.level), config.return_address,
-                                 copy.envelope_id)
-                   for copy in tls.track(deposit.message_id, levels)]
+    copies += [EncryptedCopy(str(Method.TLS), copy.recipients, tls_copy(cleaned, copy.level),
+                             config.return_address, copy.envelope_id)
+               for copy in tls_copies]
     return Routed(decided, deposit, portal, tuple(copies))
 
 

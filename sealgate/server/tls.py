@@ -24,7 +24,7 @@ from sealgate.routing import mta
 from sealgate.routing.evidence import TlsVerdict
 from sealgate.routing.probe import ProbeCache, Prober
 from sealgate.vault import tls as store
-from sealgate.vault.models import TlsDeliveryState
+from sealgate.vault.models import TlsDelivery, TlsDeliveryState
 from sealgate.vault.vault import Vault
 
 log = logging.getLogger(__name__)
@@ -104,18 +104,26 @@ class TlsService:
 
     # --- deliveries ---
 
-    def track(self, message_id: uuid.UUID, levels: dict[str, str]) -> list[TlsCopy]:
-        """Record the first attempt for these recipients; one copy per level to hand over."""
+    def first_attempts(self, levels: dict[str, str],
+                       ) -> tuple[list[TlsCopy], Callable[[uuid.UUID], list[TlsDelivery]]]:
+        """One copy per level to hand over, and the rows that record them for a message
+        (written with its deposit: one durable write)."""
         now = self._now()
         deadline = now + timedelta(minutes=self.config.routing.tls_fallback_minutes)
-        copies = []
+        copies, digests = [], {}
         for level in sorted(set(levels.values())):
-            chosen = {address: lvl for address, lvl in levels.items() if lvl == level}
-            token, digest = new_envelope_id()
-            store.track(self.vault, message_id, chosen, digest, deadline, now)
-            copies.append(TlsCopy(level, tuple(chosen), token))
+            token, digests[level] = new_envelope_id()
+            copies.append(TlsCopy(level, tuple(a for a, lvl in levels.items() if lvl == level),
+                                  token))
+
+        def rows(message_id: uuid.UUID) -> list[TlsDelivery]:
+            return [row for level, digest in digests.items()
+                    for row in store.first_attempts(
+                        message_id, {a: lvl for a, lvl in levels.items() if lvl == level},
+                        digest, deadline, now)]
+
         self.start()
-        return copies
+        return copies, rows
 
     def report(self, raw: bytes) -> list[store.Settled]:
         """A delivery status notification the milter took for the return address."""

@@ -83,15 +83,15 @@ def fresh_verdicts(vault: Vault, domains: Iterable[str], now: datetime,
 
 # --- deliveries -------------------------------------------------------------------------------
 
-def track(vault: Vault, message_id: uuid.UUID, levels: Mapping[str, str],
-          envelope_digest: str, deadline: datetime, now: datetime) -> None:
-    """The first attempt of each recipient's verified-TLS delivery, just handed over."""
-    with vault.database.writing() as session:
-        for address, level in levels.items():
-            session.add(TlsDelivery(
-                message_id=message_id, recipient=address.lower(), level=level,
-                state=TlsDeliveryState.SENT, envelope_digest=envelope_digest, attempts=1,
-                deadline=deadline, updated_at=now, detail="handed to the MTA"))
+def first_attempts(message_id: uuid.UUID, levels: Mapping[str, str], envelope_digest: str,
+                   deadline: datetime, now: datetime) -> list[TlsDelivery]:
+    """The first attempt of each recipient's verified-TLS delivery, just handed over: rows
+    the caller writes in its own transaction (the deposit's: one durable write a message)."""
+    return [TlsDelivery(message_id=message_id, recipient=address.lower(), level=level,
+                        state=TlsDeliveryState.SENT, envelope_digest=envelope_digest,
+                        attempts=1, deadline=deadline, updated_at=now,
+                        detail="handed to the MTA")
+            for address, level in levels.items()]
 
 
 def apply_report(vault: Vault, envelope_digest: str,

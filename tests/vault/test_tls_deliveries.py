@@ -31,6 +31,12 @@ def message(vault: Vault) -> uuid.UUID:
         actor="who@org.test")
 
 
+def track(vault: Vault, message_id: uuid.UUID, levels: dict[str, str], digest: str,
+          deadline: datetime, now: datetime) -> None:
+    with vault.database.writing() as session:
+        session.add_all(tls.first_attempts(message_id, levels, digest, deadline, now))
+
+
 def test_verdicts_are_shared_until_they_expire(vault: Vault) -> None:
     tls.save_verdict(vault, tls.StoredVerdict("tls.test", True, "dane", ("a", "b"),
                                               NOW + timedelta(hours=1)), NOW)
@@ -45,7 +51,7 @@ def test_a_delivery_is_retried_within_its_deadline_then_handed_to_the_portal(
         vault: Vault) -> None:
     message_id = message(vault)
     deadline = NOW + timedelta(minutes=30)
-    tls.track(vault, message_id, {ANN: "verified-tls", BEN: "verified-tls"}, "d1", deadline,
+    track(vault, message_id, {ANN: "verified-tls", BEN: "verified-tls"}, "d1", deadline,
               NOW)
     settled = tls.apply_report(vault, "d1", [
         (ANN, TlsDeliveryState.DELIVERED, "2.0.0: ok"),
@@ -85,7 +91,7 @@ def test_a_delivery_is_retried_within_its_deadline_then_handed_to_the_portal(
 
 def test_a_lost_report_is_retried_and_a_released_claim_is_due_again(vault: Vault) -> None:
     message_id = message(vault)
-    tls.track(vault, message_id, {ANN: "dane"}, "d1", NOW + timedelta(hours=2), NOW)
+    track(vault, message_id, {ANN: "dane"}, "d1", NOW + timedelta(hours=2), NOW)
     assert tls.claim_due(vault, NOW + tls.REPORT_OVERDUE - timedelta(seconds=1), LEASE) == []
     (due,) = tls.claim_due(vault, NOW + tls.REPORT_OVERDUE, LEASE)
     assert due.recipients == {ANN: "dane"} and not due.fall_back
