@@ -7,6 +7,7 @@ through the milter to the server."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -21,11 +22,14 @@ from sealgate.lab.sink import SmtpSink
 from sealgate.server.links import tracking_link
 from sealgate.vault.models import AuditEvent, TlsDelivery, TlsDeliveryState, TlsVerdict
 from sealgate.vault.vault import Vault
+from tests.conftest import run_cli
+from tests.crypto.test_pgp import GpgHome
 from tests.integration.messages import SECRET_TEXT, compose, parsed
 from tests.integration.test_milter import Gateway
 from tests.routing.conftest import DnsServer, TestCa, Zone, free_port
 
 ALICE, GONE, BOB, EVE = "alice@tls.test", "gone@tls.test", "bob@plain.test", "eve@old.test"
+ANN, CARL = "ann@cert.test", "carl@key.test"  # an S/MIME certificate, an OpenPGP key
 FALLBACK_SECONDS = 12
 T = TypeVar("T")
 
@@ -52,6 +56,10 @@ class Lab:
             zone.add(domain, "MX", f"10 mx.{domain}.")
             zone.add(f"mx.{domain}", "A", address)
         self.dns = DnsServer(zone)
+        # ANN's and CARL's mail servers: sinks of their own.
+        self.cert_sink, self.key_sink = SmtpSink(), SmtpSink()
+        self.cert_sink.start()
+        self.key_sink.start()
         next_hop = f"[127.0.0.2]:{self.port}"
         self.gateway = Gateway(
             root / "lab",
@@ -66,7 +74,19 @@ class Lab:
             # verified-TLS transports are sent to the MX by address, and told its name.
             extra_main={"default_filter_nexthop": next_hop},
             tls_ca_file=root / "ca.pem",
-            tls_policy={next_hop: "secure match=mx.tls.test"})
+            tls_policy={next_hop: "secure match=mx.tls.test"},
+            transports={"cert.test": f"smtp:[127.0.0.1]:{self.cert_sink.port}",
+                        "key.test": f"smtp:[127.0.0.1]:{self.key_sink.port}"})
+        self.ann_key, ann_cert = self.ca.lab.issue_email(ANN)
+        (root / "ann.pem").write_bytes(ann_cert)
+        (root / "ann.key").write_bytes(self.ann_key)
+        (root / "gnupg").mkdir()
+        self.gpg = GpgHome(root / "gnupg")
+        self.gpg.generate(f"Carl <{CARL}>")
+        (root / "carl.asc").write_bytes(self.gpg.export(CARL))
+        for name in ("ann.pem", "carl.asc"):
+            run_cli("--home", str(self.gateway.home), "recipient-keys", "import",
+                    str(root / name))
 
     def vault(self) -> Vault:
         return Vault.open(config.load(self.gateway.home, {}))
@@ -80,6 +100,9 @@ class Lab:
             vault.close()
 
     def close(self) -> None:
+        self.gpg.close()
+        self.cert_sink.stop()
+        self.key_sink.stop()
         self.gateway.close()
         self.mx.stop()
         self.old_mx.stop()
@@ -106,13 +129,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     built = Lab(tmp_path_factory.mktemp("tls"))
     try:
         # The first protected message starts the probes; until they are done, the portal.
-        built.gateway.send(compose("encrypt/ Warm-up", to=f"{ALICE}, {BOB}, {EVE}"),
-                           [ALICE, BOB, EVE])
+        warm = [ALICE, BOB, EVE, ANN, CARL]
+        built.gateway.send(compose("encrypt/ Warm-up", to=", ".join(warm)), warm)
         verdicts = wait_until(lambda: built.query(lambda session: {
             row.domain: row for row in session.scalars(select(TlsVerdict))} if len(
-                session.scalars(select(TlsVerdict)).all()) == 3 else None))
+                session.scalars(select(TlsVerdict)).all()) == 5 else None))
         assert {d: v.qualifies for d, v in verdicts.items()} == {
-            "tls.test": True, "plain.test": False, "old.test": False}
+            "tls.test": True, "plain.test": False, "old.test": False, "cert.test": False,
+            "key.test": False}
         yield built
     finally:
         built.close()
@@ -189,3 +213,34 @@ def test_a_server_that_cannot_prove_itself_at_delivery_gets_nothing_then_the_por
     assert lab.mx.messages == []  # nothing ever went to the unproven server
     log = (lab.gateway.postfix.maillog).read_text()
     assert "hostname mismatch" in log
+
+
+def test_four_recipients_four_methods_four_servers_four_forms(lab: Lab) -> None:
+    if lab.mx.tls_context is not lab.good:  # an earlier test changed the certificate
+        lab.mx.stop()
+        lab.mx.tls_context = lab.good
+        lab.mx.start()
+    lab.mx.clear()
+    for sink in (lab.gateway.sink, lab.cert_sink, lab.key_sink):
+        sink.clear()
+    recipients = [ALICE, ANN, CARL, BOB]
+    lab.gateway.send(compose("encrypt/ Four ways", to=", ".join(recipients)), recipients)
+    (tls,) = wait_until(lambda: [m for m in lab.mx.messages if ALICE in m.rcpt_tos])
+    (smime,) = lab.cert_sink.wait_for(1)
+    (pgp,) = lab.key_sink.wait_for(1)
+    portal = lab.gateway.sink.wait_for_recipients([BOB])[BOB]
+    # Verified TLS: as is, over TLS. S/MIME and PGP: only their keys open them. The portal:
+    # a notification without the content.
+    assert tls.tls and SECRET_TEXT.encode() in tls.data
+    for copy in (smime, pgp, portal):
+        assert SECRET_TEXT.encode() not in copy.data
+    assert parsed(smime).get_content_type() == "application/pkcs7-mime"
+    opened = subprocess.run(["openssl", "cms", "-decrypt", "-inkey", str(lab.root / "ann.key"),
+                             "-recip", str(lab.root / "ann.pem")], input=smime.data,
+                            capture_output=True, timeout=60, check=True)
+    assert SECRET_TEXT.encode() in opened.stdout
+    armored = next(part.get_payload(decode=True) for part in parsed(pgp).iter_parts()
+                   if part.get_content_type() == "application/octet-stream")
+    decrypted = lab.gpg.decrypt(armored)
+    assert decrypted.returncode == 0 and SECRET_TEXT.encode() in decrypted.stdout
+    assert parsed(portal)["X-Sealgate-Message-Id"]
