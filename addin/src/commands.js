@@ -28,6 +28,7 @@
   // with SendMode="SoftBlock" an unregistered handler would hold every send.
   if (typeof Office !== "undefined" && Office.actions && typeof Office.actions.associate === "function") {
     Office.actions.associate("toggleEncrypt", commands.toggleEncrypt);
+    Office.actions.associate("togglePortal", commands.togglePortal);
     Office.actions.associate("onMessageSendHandler", commands.onMessageSendHandler);
   }
 }(function () {
@@ -36,6 +37,9 @@
   // The milter's triggers (sealgate/mail/triggers.py): this header, or the subject keyword.
   var TAG_HEADER = "X-Sealgate-Encrypt";
   var SUBJECT_KEYWORD = "encrypt/";
+  // The sender's request for the secure portal (routing.portal_keywords): also a trigger.
+  var PORTAL_KEYWORD = "secure/";
+  var PORTAL_NOTICE = "sealgatePortal";
   // The Encrypt button's control id in manifest.xml: the Smart Alerts dialog runs it.
   var ENCRYPT_COMMAND_ID = "SealgateEncryptButton";
   var ENCRYPT_NOTICE = "sealgateEncrypt";
@@ -247,17 +251,18 @@
     return officeCall(function (done) { item.subject.setAsync(subject, done); });
   }
 
-  function keywordPattern() {
-    return new RegExp(SUBJECT_KEYWORD.replace(/[.*+?^${}()|[\]\\\/]/g, "\\$&"), "gi");
+  function keywordPattern(keyword) {
+    return new RegExp((keyword || SUBJECT_KEYWORD).replace(/[.*+?^${}()|[\]\\\/]/g, "\\$&"),
+                      "gi");
   }
 
-  function hasKeyword(subject) {
-    return keywordPattern().test(subject);
+  function hasKeyword(subject, keyword) {
+    return keywordPattern(keyword).test(subject);
   }
 
   /* As the milter does it (strip_keywords): every keyword out, the spacing left tidy. */
-  function withoutKeyword(subject) {
-    return subject.replace(keywordPattern(), " ").replace(/[ \t]{2,}/g, " ")
+  function withoutKeyword(subject, keyword) {
+    return subject.replace(keywordPattern(keyword), " ").replace(/[ \t]{2,}/g, " ")
       .replace(/^[ \t]+|[ \t]+$/g, "");
   }
 
@@ -265,7 +270,8 @@
   function encryptionState(item) {
     return Promise.all([
       hasTagHeader(item),
-      getSubject(item).then(hasKeyword, function () { return false; })
+      getSubject(item).then(function (subject) { return hasKeyword(subject); },
+                            function () { return false; })
     ]).then(function (found) {
       return { header: found[0], keyword: found[1] };
     });
@@ -345,7 +351,7 @@
   /* Where no tag can be had: the subject keyword, which the milter also triggers on. */
   function markSubject(item, reason) {
     return getSubject(item).then(function (subject) {
-      if (hasKeyword(subject)) {
+      if (hasKeyword(subject, SUBJECT_KEYWORD)) {
         return undefined;
       }
       return setSubject(item, SUBJECT_KEYWORD + (subject ? " " + subject : ""));
@@ -372,7 +378,7 @@
     }
     if (state.keyword) {
       steps.push(getSubject(item).then(function (subject) {
-        return setSubject(item, withoutKeyword(subject));
+        return setSubject(item, withoutKeyword(subject, SUBJECT_KEYWORD));
       }));
     }
     return Promise.all(steps).then(function () {
@@ -396,6 +402,35 @@
     }).then(null, function () {
       return showNotice(item, ENCRYPT_NOTICE, "Sealgate could not mark this message. To send " +
                         "it securely, type " + SUBJECT_KEYWORD + " in the subject.", true);
+    }).then(finish, finish);
+  }
+
+  /* The Secure portal button: the portal keyword in the subject, on or off. Outside
+     recipients then get the portal even when their certificate, key or verified TLS would
+     do; the keyword is a trigger too, so the message is protected either way. */
+  function togglePortal(event) {
+    var finish = once(function () { event.completed(); });
+    var item;
+    try {
+      item = currentItem();
+    } catch (error) {
+      finish();
+      return Promise.resolve();
+    }
+    return getSubject(item).then(function (subject) {
+      if (hasKeyword(subject, PORTAL_KEYWORD)) {
+        return setSubject(item, withoutKeyword(subject, PORTAL_KEYWORD)).then(function () {
+          return removeNotice(item, PORTAL_NOTICE);
+        });
+      }
+      return setSubject(item, PORTAL_KEYWORD + (subject ? " " + subject : "")).then(function () {
+        return showNotice(item, PORTAL_NOTICE, "This message will be sent through the " +
+                          "secure portal: recipients outside your organisation read it there.");
+      });
+    }).then(null, function () {
+      return showNotice(item, PORTAL_NOTICE, "Sealgate could not mark this message. To send " +
+                        "it through the secure portal, type " + PORTAL_KEYWORD +
+                        " in the subject.", true);
     }).then(finish, finish);
   }
 
@@ -677,6 +712,7 @@
 
   return {
     toggleEncrypt: toggleEncrypt,
+    togglePortal: togglePortal,
     onMessageSendHandler: onMessageSendHandler,
     // for the tests
     getAccessToken: getAccessToken,
@@ -686,6 +722,7 @@
     TAG_HEADER: TAG_HEADER,
     ENCRYPT_COMMAND_ID: ENCRYPT_COMMAND_ID,
     ENCRYPT_NOTICE: ENCRYPT_NOTICE,
+    PORTAL_NOTICE: PORTAL_NOTICE,
     SEND_NOTICE: SEND_NOTICE,
     MAX_ATTACHMENT_BYTES: MAX_ATTACHMENT_BYTES
   };

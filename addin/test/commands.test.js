@@ -58,8 +58,9 @@ test.afterEach(reset);
 
 test("both handlers the manifest names are registered with Office.actions.associate", () => {
   assert.deepEqual(Object.keys(loading.associated).sort(),
-                   ["onMessageSendHandler", "toggleEncrypt"]);
+                   ["onMessageSendHandler", "toggleEncrypt", "togglePortal"]);
   assert.equal(loading.associated.toggleEncrypt, commands.toggleEncrypt);
+  assert.equal(loading.associated.togglePortal, commands.togglePortal);
   assert.equal(loading.associated.onMessageSendHandler, commands.onMessageSendHandler);
 });
 
@@ -84,6 +85,21 @@ test("Encrypt on: a tag from the server goes on the draft as its header, and the
   assert.equal(notice.message, "This message will be sent securely.");
   assert.equal(notice.type, "informationalMessage");
   assert.equal(notice.persistent, true);
+});
+
+test("Secure portal puts the portal keyword in the subject, and again takes it out",
+     async () => {
+  const draft = outlook();
+  const tokens = signIn();
+  const requests = tagServer();
+  await run(commands.togglePortal);
+  assert.equal(draft.subject, "secure/ Quarterly figures");
+  assert.match(draft.notices[commands.PORTAL_NOTICE].message, /through the secure portal/);
+  await run(commands.togglePortal);
+  assert.equal(draft.subject, "Quarterly figures");
+  assert.deepEqual(draft.notices, {});
+  assert.deepEqual(requests, []);  // a keyword: no server, no sign-in
+  assert.deepEqual(tokens, []);
 });
 
 test("Encrypt again: the header and the bar go, without asking the server", async () => {

@@ -320,7 +320,8 @@ def test_the_checker_catches(change: Callable[[str], str], problem: str) -> None
 def test_the_checker_needs_the_javascript_to_associate_every_function(tmp_path: Path) -> None:
     (tmp_path / "commands.js").write_text(
         'function toggleEncrypt(event) { event.completed(); }\n'
-        'Office.actions.associate("toggleEncrypt", toggleEncrypt);\n')
+        'Office.actions.associate("toggleEncrypt", toggleEncrypt);\n'
+        'Office.actions.associate("togglePortal", toggleEncrypt);\n')
     text = render_manifest(example_config(), EXAMPLE_BASE_URL)
     assert manifest_problems(text, EXAMPLE_BASE_URL, js_dir=tmp_path) == [
         f"function 'onMessageSendHandler' is not registered with Office.actions.associate in "
