@@ -388,7 +388,8 @@
 
   /* The Encrypt button, and the "Encrypt and send" choice of the on-send dialog: flips the
      draft between "sent securely" and "sent normally". */
-  function toggleEncrypt(event) {
+  /* A ribbon command: `work(item)` on the draft, and the event completed whatever happens. */
+  function command(event, work) {
     var finish = once(function () { event.completed(); });
     var item;
     try {
@@ -397,41 +398,43 @@
       finish();
       return Promise.resolve();
     }
-    return encryptionState(item).then(function (state) {
-      return state.header || state.keyword ? encryptOff(item, state) : encryptOn(item);
-    }).then(null, function () {
-      return showNotice(item, ENCRYPT_NOTICE, "Sealgate could not mark this message. To send " +
-                        "it securely, type " + SUBJECT_KEYWORD + " in the subject.", true);
-    }).then(finish, finish);
+    return work(item).then(finish, finish);
+  }
+
+  function toggleEncrypt(event) {
+    return command(event, function (item) {
+      return encryptionState(item).then(function (state) {
+        return state.header || state.keyword ? encryptOff(item, state) : encryptOn(item);
+      }).then(null, function () {
+        return showNotice(item, ENCRYPT_NOTICE, "Sealgate could not mark this message. To " +
+                          "send it securely, type " + SUBJECT_KEYWORD + " in the subject.", true);
+      });
+    });
   }
 
   /* The Secure portal button: the portal keyword in the subject, on or off. Outside
      recipients then get the portal even when their certificate, key or verified TLS would
      do; the keyword is a trigger too, so the message is protected either way. */
   function togglePortal(event) {
-    var finish = once(function () { event.completed(); });
-    var item;
-    try {
-      item = currentItem();
-    } catch (error) {
-      finish();
-      return Promise.resolve();
-    }
-    return getSubject(item).then(function (subject) {
-      if (hasKeyword(subject, PORTAL_KEYWORD)) {
-        return setSubject(item, withoutKeyword(subject, PORTAL_KEYWORD)).then(function () {
-          return removeNotice(item, PORTAL_NOTICE);
-        });
-      }
-      return setSubject(item, PORTAL_KEYWORD + (subject ? " " + subject : "")).then(function () {
-        return showNotice(item, PORTAL_NOTICE, "This message will be sent through the " +
-                          "secure portal: recipients outside your organisation read it there.");
+    return command(event, function (item) {
+      return getSubject(item).then(function (subject) {
+        if (hasKeyword(subject, PORTAL_KEYWORD)) {
+          return setSubject(item, withoutKeyword(subject, PORTAL_KEYWORD)).then(function () {
+            return removeNotice(item, PORTAL_NOTICE);
+          });
+        }
+        return setSubject(item, PORTAL_KEYWORD + (subject ? " " + subject : ""))
+          .then(function () {
+            return showNotice(item, PORTAL_NOTICE, "This message will be sent through the " +
+                              "secure portal: recipients outside your organisation read it " +
+                              "there.");
+          });
+      }).then(null, function () {
+        return showNotice(item, PORTAL_NOTICE, "Sealgate could not mark this message. To " +
+                          "send it through the secure portal, type " + PORTAL_KEYWORD +
+                          " in the subject.", true);
       });
-    }).then(null, function () {
-      return showNotice(item, PORTAL_NOTICE, "Sealgate could not mark this message. To send " +
-                        "it through the secure portal, type " + PORTAL_KEYWORD +
-                        " in the subject.", true);
-    }).then(finish, finish);
+    });
   }
 
   // -- on send ----------------------------------------------------------------------------------

@@ -194,7 +194,7 @@ def open_commands(page: Page, gateway: Gateway, **office: Any) -> Traffic:
     response = page.goto(f"{gateway.base}/addin/commands.html")
     assert response is not None and response.status == 200
     page.wait_for_function("() => window.__officeStub && Object.keys("
-                           "window.__officeStub.handlers).length === 2")
+                           "window.__officeStub.handlers).length === 3")
     return traffic
 
 
@@ -203,7 +203,7 @@ def test_encrypt_tags_the_draft_with_the_servers_tag_and_untags_it(
     errors = console_errors(page)
     traffic = open_commands(page, gateway, subject="Quarterly figures")
     assert page.evaluate("Object.keys(window.__officeStub.handlers).sort()") == [
-        "onMessageSendHandler", "toggleEncrypt"]
+        "onMessageSendHandler", "toggleEncrypt", "togglePortal"]
 
     assert page.evaluate("window.__officeStub.run('toggleEncrypt')") is None
     headers = page.evaluate("window.__officeStub.headers()")
@@ -238,6 +238,13 @@ def test_encrypt_tags_the_draft_with_the_servers_tag_and_untags_it(
         f"{gateway.base}/api/v1/tags"]
 
     check_traffic(traffic)
+
+    # Secure portal: the portal keyword goes into the subject, and out again.
+    assert page.evaluate("window.__officeStub.run('togglePortal')") is None
+    assert page.evaluate("window.__officeStub.subject()") == "secure/ Quarterly figures"
+    assert "event.completed(togglePortal)" in page.evaluate("window.__officeStub.log")
+    assert page.evaluate("window.__officeStub.run('togglePortal')") is None
+    assert page.evaluate("window.__officeStub.subject()") == "Quarterly figures"
     assert errors == []
 
 
