@@ -190,6 +190,37 @@ class AddinConfig(_Section):
     max_scan_mb: int = Field(default=25, ge=1, le=60, description="largest draft to scan")
 
 
+class ExchangeConfig(_Section):
+    """Writing secure messages back into internal recipients' mailboxes (sealgate/exchange):
+    Exchange Online through Microsoft Graph, or Exchange Server through EWS."""
+
+    # "" (off), "graph" (Exchange Online) or "ews" (Exchange Server 2016, 2019, SE).
+    backend: Annotated[str, Field(pattern="^(|graph|ews)$")] = ""
+    # The app registration that exchanges the add-in user's token (on-behalf-of); empty
+    # client_id: the add-in's. A client secret, or a certificate (PEM with its private key).
+    client_id: str = ""
+    client_secret: str = ""
+    client_certificate: str = ""
+    # Tenant-wide, administrator-approved access (client credentials) instead of each
+    # user's delegated token: needs the tenant and application permissions.
+    app_only: bool = False
+    tenant_id: str = ""
+    authority_host: Annotated[str, AfterValidator(_http_url)] = "https://login.microsoftonline.com"
+    graph_url: Annotated[str, AfterValidator(_http_url)] = "https://graph.microsoft.com/v1.0"
+    # EWS: the endpoint, and how to sign in: "oauth" (tokens as above), "ntlm" or "basic"
+    # (a service account with impersonation rights, for on-premises servers).
+    ews_url: str = ""
+    ews_auth: Annotated[str, Field(pattern="^(oauth|ntlm|basic)$")] = "oauth"
+    ews_username: str = ""
+    ews_password: str = ""
+    # Extra CAs to trust for these services (a PEM file; empty: the system's).
+    ca_file: str = ""
+    # Replace the placeholder automatically when an internal recipient first opens the
+    # message in the add-in (otherwise: the "Save to mailbox" button).
+    auto_save: bool = False
+    timeout: float = Field(default=30.0, gt=0, le=300)
+
+
 _DETECTOR_NAME = r"^[A-Z][A-Z0-9_]{1,39}$"
 
 
@@ -387,6 +418,7 @@ class Config(_Section):
     portal: PortalConfig = Field(default_factory=PortalConfig)
     outbound: OutboundConfig = Field(default_factory=OutboundConfig)
     addin: AddinConfig = Field(default_factory=AddinConfig)
+    exchange: ExchangeConfig = Field(default_factory=ExchangeConfig)
     dlp: DlpConfig = Field(default_factory=DlpConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     internal_api: InternalApiConfig = Field(default_factory=InternalApiConfig)
