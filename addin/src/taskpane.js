@@ -62,7 +62,14 @@
                  "in the message instead.",
     office: "Outlook could not read this message.",
     retractConfirm: "Recipients will no longer be able to read this message. Retract it?",
-    retractedDone: "Retracted: recipients can no longer read this message."
+    retractedDone: "Retracted: recipients can no longer read this message.",
+    saveToMailbox: "Save to mailbox",
+    saveNote: "Put the full message in your mailbox in place of this notice, so it can be " +
+      "searched and kept like any other mail.",
+    saving: "Saving to your mailbox\u2026",
+    saved: "Saved: the full message is now in your mailbox.",
+    savedKeptNotice: "Saved: the full message is now in your mailbox (this notice could not " +
+      "be removed; you may delete it)."
   };
 
   // ---- shared by commands.js and taskpane.js: begin (identical in both; a test checks) ----
@@ -324,6 +331,9 @@
     if (error.status === 503) {
       return TEXT.unavailable;
     }
+    if ((error.status === 429 || error.status === 502) && typeof data.message === "string") {
+      return data.message;  // the mailbox's own answer, put for the user by the server
+    }
     return "Sealgate could not show this message (error " + error.status + ").";
   }
 
@@ -441,6 +451,38 @@
       return request("POST", "/messages/" + messageId + "/retract", { token: token, body: {} });
     }).then(function (answer) {
       return (answer.data && answer.data.state) || "retracted";
+    });
+  }
+
+  /* The item Outlook has open, as EWS names it and as the REST API (Graph) does. */
+  function openItemIds() {
+    var mailbox = Office.context && Office.context.mailbox;
+    var itemId = mailbox && mailbox.item && mailbox.item.itemId;
+    if (!itemId) {
+      return null;
+    }
+    var restId = "";
+    try {
+      var version = Office.MailboxEnums && Office.MailboxEnums.RestVersion &&
+        Office.MailboxEnums.RestVersion.v2_0;
+      restId = typeof mailbox.convertToRestId === "function" ?
+        mailbox.convertToRestId(itemId, version || "v2.0") : "";
+    } catch (error) {
+      restId = "";
+    }
+    return { item_id: itemId, rest_id: restId || "" };
+  }
+
+  function saveToMailbox(messageId) {
+    var ids = openItemIds();
+    if (!ids) {
+      return Promise.reject(new SealgateError("office", "Outlook did not name this item"));
+    }
+    return getAccessToken().then(function (token) {
+      return request("POST", "/messages/" + messageId + "/mailbox",
+                     { token: token, body: ids, timeoutMs: DOWNLOAD_TIMEOUT_MS });
+    }).then(function (answer) {
+      return answer.data || {};
     });
   }
 
@@ -605,6 +647,36 @@
     return section;
   }
 
+  /* "Save to mailbox" for a recipient inside the organisation; done at once with auto. */
+  function mailboxSection(doc, model) {
+    var offer = model.message.mailbox;
+    if (!offer || !offer.available) {
+      return null;
+    }
+    var button = el(doc, "button", { type: "button", text: TEXT.saveToMailbox });
+    var note = el(doc, "p", { "class": "note", role: "status", text: TEXT.saveNote });
+    function save() {
+      button.disabled = true;
+      note.textContent = TEXT.saving;
+      saveToMailbox(model.id).then(function (answer) {
+        if (button.parentNode) {
+          button.parentNode.removeChild(button);
+        }
+        note.textContent = answer.placeholder_removed === false ? TEXT.savedKeptNotice :
+          TEXT.saved;
+      }, function (error) {
+        note.textContent = describeError(error);
+        button.disabled = false;
+      });
+    }
+    button.addEventListener("click", save);
+    if (offer.auto) {
+      save();
+    }
+    return el(doc, "section", { "class": "actions", "aria-label": TEXT.saveToMailbox },
+              [button, note]);
+  }
+
   function messageView(doc, model) {
     var message = model.message;
     var sender = message.sender_name && message.sender_name !== message.sender ?
@@ -624,6 +696,7 @@
                      (message.created_at ? ", " + when(message.created_at) : "") }),
       frame,
       attachmentsSection(doc, model),
+      mailboxSection(doc, model),
       trackingSection(doc, model)
     ]);
   }

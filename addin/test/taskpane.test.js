@@ -293,6 +293,71 @@ test("the sender sees who opened it, and can retract it after confirming", async
   assert.equal(view.button("Retract"), null);
 });
 
+function withItemIds() {
+  Office.context.mailbox.item.itemId = "AAMkAGI2EWS+id/==";
+  Office.context.mailbox.convertToRestId = (id, version) => `rest:${version}:${id.replace(/[+/]/g, "-")}`;
+  Office.MailboxEnums.RestVersion = { v2_0: "v2.0" };
+}
+
+test("a colleague can save it to their mailbox: the open item's ids go to the server",
+     async () => {
+  const posted = [];
+  notification();
+  withItemIds();
+  signIn();
+  const requests = messageServer({
+    [`GET /api/v1/messages/${MESSAGE_ID}`]: () =>
+      json(200, document({ mailbox: { available: true, auto: false } })),
+    [`POST /api/v1/messages/${MESSAGE_ID}/mailbox`]: (seen) => {
+      posted.push(seen.body);
+      return json(200, { saved: true, item_id: "new", placeholder_removed: true });
+    } });
+  const doc = new FakeDocument();
+  await pane.start(doc);
+  const view = doc.getElementById("content");
+  assert.deepEqual(posted, [], "nothing is saved before the button is pressed");
+  view.button("Save to mailbox").click();
+  for (let i = 0; i < 10 && !posted.length; i++) await settle();
+  await settle();
+  assert.equal(posted.length, 1);
+  assert.deepEqual(posted[0], { item_id: "AAMkAGI2EWS+id/==",
+                              rest_id: "rest:v2.0:AAMkAGI2EWS-id-==" });
+  const post = requests.find((r) => r.method === "POST");
+  assert.equal(post.headers.Authorization, `Bearer ${TOKEN}`);
+  assert.match(view.textContent, /Saved: the full message is now in your mailbox\./);
+  assert.equal(view.button("Save to mailbox"), null);
+});
+
+test("with auto-save the pane saves at once, and a refusal says why and can be retried",
+     async () => {
+  let calls = 0;
+  notification();
+  withItemIds();
+  signIn();
+  messageServer({
+    [`GET /api/v1/messages/${MESSAGE_ID}`]: () =>
+      json(200, document({ mailbox: { available: true, auto: true } })),
+    [`POST /api/v1/messages/${MESSAGE_ID}/mailbox`]: () => {
+      calls += 1;
+      return json(429, { error: "mailbox_busy", retry_after: 5,
+                         message: "Your mailbox is busy. Please try again in a moment." });
+    } });
+  const doc = new FakeDocument();
+  await pane.start(doc);
+  for (let i = 0; i < 10 && !calls; i++) await settle();
+  await settle();
+  const view = doc.getElementById("content");
+  assert.equal(calls, 1);
+  assert.match(view.textContent, /Your mailbox is busy/);
+  assert.equal(view.button("Save to mailbox").disabled, false);
+});
+
+test("without the mailbox offer (a sender, an outside reader) there is no Save button",
+     async () => {
+  const { view } = await shown();
+  assert.equal(view.button("Save to mailbox"), null);
+});
+
 test("a retraction that fails says why and can be tried again", async () => {
   const { view } = await shown({ answers: {
     [`GET /api/v1/messages/${MESSAGE_ID}`]: () => json(200, document({ tracking: TRACKING })),
