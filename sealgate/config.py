@@ -213,12 +213,30 @@ class ExchangeConfig(_Section):
     ews_auth: Annotated[str, Field(pattern="^(oauth|ntlm|basic)$")] = "oauth"
     ews_username: str = ""
     ews_password: str = ""
-    # Extra CAs to trust for these services (a PEM file; empty: the system's).
+    # The CAs to trust for these services, instead of the system's (a PEM file; empty: the
+    # system's).
     ca_file: str = ""
     # Replace the placeholder automatically when an internal recipient first opens the
     # message in the add-in (otherwise: the "Save to mailbox" button).
     auto_save: bool = False
     timeout: float = Field(default=30.0, gt=0, le=300)
+
+    @model_validator(mode="after")
+    def _usable(self) -> ExchangeConfig:
+        if self.backend == "ews" and not self.ews_url.startswith("https://"):
+            raise ValueError("backend = \"ews\" needs ews_url, an https:// address")
+        if self.backend == "ews" and self.ews_auth != "oauth" \
+                and not (self.ews_username and self.ews_password):
+            raise ValueError(f"ews_auth = \"{self.ews_auth}\" needs ews_username and "
+                             "ews_password (a service account with impersonation rights)")
+        uses_tokens = self.backend == "graph" or (self.backend == "ews"
+                                                  and self.ews_auth == "oauth")
+        if uses_tokens and not (self.client_secret or self.client_certificate):
+            raise ValueError("writing back with Microsoft tokens needs client_secret or "
+                             "client_certificate")
+        if uses_tokens and self.app_only and not self.tenant_id:
+            raise ValueError("app_only needs tenant_id")
+        return self
 
 
 _DETECTOR_NAME = r"^[A-Z][A-Z0-9_]{1,39}$"
@@ -354,8 +372,8 @@ class RoutingConfig(_Section):
     # Empty: sealgate-dsn@ the first organisation domain.
     return_address: Annotated[str, AfterValidator(_optional_address)] = ""
     # Probing recipient domains for verified TLS: the resolvers to ask (IP or IP:PORT; empty:
-    # the system's, which must validate DNSSEC for DANE to count), extra CAs to trust (a PEM
-    # file; empty: the system's, which the MTA's smtp_tls_CApath should match), the port MX
+    # the system's, which must validate DNSSEC for DANE to count), the CAs to trust (a PEM
+    # file, instead of the system's, which the MTA's smtp_tls_CApath should match), the port MX
     # hosts listen on, and whether loopback MX addresses may be probed (tests only).
     dns_servers: Strings = Field(default_factory=list)
     tls_ca_file: str = ""

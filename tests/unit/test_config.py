@@ -103,3 +103,16 @@ def test_verified_tls_settings(tmp_path: Path) -> None:
         config.load(write(tmp_path, '[routing]\ndns_servers = ["dns.example"]\n'), {})
     with pytest.raises(ConfigError, match="tls_retry_minutes"):
         config.load(write(tmp_path, "[routing]\ntls_retry_minutes = 0\n"), {})
+
+
+@pytest.mark.parametrize(("section", "reason"), [
+    ('backend = "ews"\nclient_secret = "s"', "needs ews_url"),
+    ('backend = "ews"\news_url = "https://mail.example.org/EWS/Exchange.asmx"\n'
+     'ews_auth = "ntlm"', "needs ews_username and ews_password"),
+    ('backend = "graph"', "needs client_secret or client_certificate"),
+    ('backend = "graph"\nclient_secret = "s"\napp_only = true', "app_only needs tenant_id"),
+])
+def test_a_mailbox_backend_that_cannot_work_is_refused(tmp_path: Path, section: str,
+                                                        reason: str) -> None:
+    with pytest.raises(ConfigError, match=reason):
+        config.load(write(tmp_path, f"[exchange]\n{section}\n"), {})

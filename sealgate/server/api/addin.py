@@ -14,6 +14,7 @@ import binascii
 import hashlib
 import json
 import logging
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -28,12 +29,19 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from sealgate.config import Config
 from sealgate.dlp.inspect import DraftFile, Inspector, Report
+from sealgate.errors import ConfigError
+from sealgate.exchange.mailbox import MailboxError
+from sealgate.exchange.tokens import TokenBroker
+from sealgate.exchange.tokens import TokenError as ExchangeTokenError
+from sealgate.exchange.writeback import ItemIds, MailboxUser
+from sealgate.exchange.writeback import save_to_mailbox as save_mime
 from sealgate.mail.triggers import TAG_HEADER
 from sealgate.mail.verdict import is_internal
 from sealgate.server import reading_core as core
 from sealgate.server.api.tokens import Identity, TokenError, TokenValidator
 from sealgate.server.app import services
 from sealgate.server.links import public_url
+from sealgate.server.routing import cleaned_message
 from sealgate.vault.models import MessageState, Part, PartKind, Recipient, SecureMessage
 
 log = logging.getLogger(__name__)
@@ -41,6 +49,8 @@ addin = Blueprint("addin", __name__)
 
 PREFIX = "/api/v1"  # where app.py registers this blueprint; part URLs are built from it
 VALIDATOR = "sealgate.addin_tokens"
+BROKER = "sealgate.exchange_tokens"
+_ITEM_ID = re.compile(r"[A-Za-z0-9+/=_\-]{1,1024}")  # EWS ids (base64) and REST ids
 MIB = 1024 * 1024
 SMALL_BODY = 64 * 1024
 MAX_ATTACHMENTS = 500
@@ -355,6 +365,10 @@ def message(message_id: uuid.UUID) -> Response:
                              "size": p.size, "url": _part_url(config, p)}
                             for p in parts if p.kind is PartKind.ATTACHMENT],
         }
+        if access.recipient is not None and config.exchange.backend \
+                and is_internal(user.address, config.organisation.domains):
+            # The add-in offers "Save to mailbox" (or does it at once, with auto_save).
+            document["mailbox"] = {"available": True, "auto": config.exchange.auto_save}
         if access.is_sender:
             document["tracking"] = {"recipients": [{
                 "address": r.address, "method": r.delivery_method.value,
@@ -387,6 +401,70 @@ def part(message_id: uuid.UUID, part_id: uuid.UUID) -> Response:
         core.record_download(vault, access.recipient.id if access.recipient else None,
                              user.address, found, _details())
     return core.part_response(vault, found)
+
+
+@addin.post("/messages/<uuid:message_id>/mailbox")
+def save_to_mailbox(message_id: uuid.UUID) -> Response:
+    """Replace the placeholder in the caller's own mailbox (the item Outlook has open) by the
+    full message. Only a recipient inside the organisation, for a message still readable;
+    the placeholder goes only once the full message is confirmed in its folder."""
+    service = services()
+    config, vault = service.config, service.vault
+    user = current_user()
+    if not config.exchange.backend:
+        _refuse(404, "not_enabled", "Saving secure messages to the mailbox is not enabled.")
+    body = _json_object(SMALL_BODY, "64 KB")
+    ids = ItemIds(_text(body, "item_id"), _text(body, "rest_id"))
+    if not (ids.ews or ids.rest) or not all(
+            _ITEM_ID.fullmatch(value) for value in (ids.ews, ids.rest) if value):
+        _invalid("item_id", "the id Outlook gives the open item")
+    with vault.database.session() as db:
+        access = _access(db, message_id)
+        if access.recipient is None or not is_internal(user.address,
+                                                       config.organisation.domains):
+            _refuse(403, "not_a_recipient",
+                    "Only a recipient inside the organisation can save it to their mailbox.")
+        subject = access.message.subject
+    mime = cleaned_message(vault.original(message_id), subject)
+    details = _details(backend=config.exchange.backend, item=ids.rest or ids.ews)
+    try:
+        done = save_mime(config, _broker(), MailboxUser(user.address, user.object_id,
+                                                        _bearer() or ""), ids, mime)
+    except ConfigError as error:  # a setting of [exchange] the backend cannot use
+        log.error("saving to mailboxes is misconfigured: %s", error)
+        vault.record(user.address, "mailbox.save_failed", "message", str(message_id),
+                     {**details, "error": "ConfigError", "detail": str(error)[:300]})
+        _refuse(503, "mailbox_not_configured", "Saving to the mailbox is not set up correctly; "
+                "please tell your administrator. The message is still in the portal.")
+    except ExchangeTokenError as error:
+        vault.record(user.address, "mailbox.save_failed", "message", str(message_id),
+                     {**details, "error": type(error).__name__, "detail": str(error)[:300]})
+        _refuse(403, "mailbox_token", error.user_message)
+    except MailboxError as error:
+        vault.record(user.address, "mailbox.save_failed", "message", str(message_id),
+                     {**details, "error": type(error).__name__, "detail": str(error)[:300]})
+        if error.retry_after is not None:
+            response = jsonify(error="mailbox_busy", message=error.user_message,
+                               retry_after=error.retry_after)
+            response.status_code = 429
+            response.headers["Retry-After"] = str(max(1, round(error.retry_after)))
+            abort(response)
+        _refuse(502, "mailbox_refused", error.user_message)
+    vault.record(user.address, "mailbox.saved", "message", str(message_id),
+                 {**details, "new_item": done.new_item_id,
+                  "placeholder_removed": done.placeholder_removed,
+                  **({"problem": done.problem[:300]} if done.problem else {})})
+    return jsonify(saved=True, item_id=done.new_item_id,
+                   placeholder_removed=done.placeholder_removed)
+
+
+def _broker() -> TokenBroker:
+    """One per application: msal's token cache lives in it."""
+    found = current_app.extensions.get(BROKER)
+    if found is None:
+        found = current_app.extensions[BROKER] = TokenBroker(services().config)
+    broker: TokenBroker = found
+    return broker
 
 
 @addin.post("/messages/<uuid:message_id>/retract")
