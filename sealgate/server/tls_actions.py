@@ -12,6 +12,7 @@ from sealgate import smtp
 from sealgate.config import Config
 from sealgate.mail import notices, notification
 from sealgate.mail.rewrite import Deposited, inbound, notification_copy
+from sealgate.mail.triggers import encode_subject
 from sealgate.routing import mta
 from sealgate.server.branding import branding
 from sealgate.server.links import message_link, tracking_link
@@ -55,7 +56,9 @@ def fall_back(service: TlsService, due: store.Due) -> None:
     deposited = Deposited(str(due.message_id),
                           notification.build(branding(config), sender_name or sender,
                                              subject, link))
-    data = notification_copy(original, None, deposited, config.internal_api.secret)
+    # The subject as recipients see it (the sender's keyword taken out), as the milter sets it.
+    data = notification_copy(original, encode_subject(subject), deposited,
+                             config.internal_api.secret)
     send_raw(config, list(due.recipients), data, sender)
     store.fell_back(vault, due.ids, datetime.now(UTC))
 

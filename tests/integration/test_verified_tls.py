@@ -209,6 +209,7 @@ def test_a_server_that_cannot_prove_itself_at_delivery_gets_nothing_then_the_por
     assert row.attempts >= 2
     assert "certificate not verified" in row.detail.lower()
     assert parsed(notification)["X-Sealgate-Message-Id"]
+    assert parsed(notification)["Subject"] == "More results"  # the keyword taken out
     assert SECRET_TEXT.encode() not in notification.data
     assert lab.mx.messages == []  # nothing ever went to the unproven server
     log = (lab.gateway.postfix.maillog).read_text()
