@@ -12,7 +12,7 @@ SYSTEM_PACKAGES := python3 python3-venv python3-dev gcc libmilter-dev postfix m4
 # Only for `make test`: Debian's Chromium, which the browser tests drive headless (Playwright
 # never downloads a browser; its dependencies bring a font for screenshots), and GnuPG and
 # OpenSSL, which decrypt what Sealgate encrypts with PGP and S/MIME (never our own code).
-TEST_SYSTEM_PACKAGES := chromium gnupg openssl
+TEST_SYSTEM_PACKAGES := chromium gnupg libmail-dkim-perl openssl spamassassin
 
 .PHONY: run test lint typecheck unit bench install clean
 

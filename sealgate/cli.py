@@ -632,6 +632,147 @@ def _host_and_port(text: str) -> tuple[str, int]:
     return host, port
 
 
+@cli.group("dkim")
+def dkim_group() -> None:
+    """The organisation's DKIM key, which signs the mail Sealgate sends."""
+
+
+@dkim_group.command("init")
+@click.option("--selector", default=None,
+              help="The DKIM selector (default: dkim.selector, \"sealgate\").")
+@click.option("--bits", default=2048, show_default=True, type=click.IntRange(min=2048),
+              help="RSA key size.")
+@pass_context
+def dkim_init(ctx: Context, selector: str | None, bits: int) -> None:
+    """Make a new RSA signing key in the home (never overwriting one), and print the [dkim]
+    lines to add to the configuration and the DNS TXT record to publish. The configuration
+    is not changed: publish the record first, then turn signing on."""
+    from sealgate.mail.dkim import DkimKey, generate_private_key
+
+    settings = ctx.config()
+    selector = selector or settings.dkim.selector
+    try:
+        config.DkimConfig(selector=selector)
+    except ValueError:
+        raise click.BadParameter(f"{selector!r} is not a DNS label",
+                                 param_hint="--selector") from None
+    relative = Path("dkim") / f"{selector}.pem"
+    path = settings.home / relative
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    pem = generate_private_key(bits)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise SealgateError(f"{path} exists: a published key is never overwritten; choose "
+                            "another --selector (keys are rotated by selector)") from None
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(pem)
+    key = DkimKey.from_pem(selector, settings.dkim_domain, pem)
+    record = key.record()
+    click.echo(f"created   {path}")
+    click.echo(f"\nAdd to {settings.home / config.CONFIG_FILE} (once the DNS record is "
+               "published):\n")
+    click.echo(f"[dkim]\nkey = {_toml(str(relative))}\nselector = {_toml(selector)}")
+    if settings.dkim.domain:
+        click.echo(f"domain = {_toml(settings.dkim.domain)}")
+    click.echo(f"\nPublish this DNS TXT record:\n\n{key.record_name}.  TXT  "
+               + " ".join(f'"{record[i:i + 250]}"' for i in range(0, len(record), 250)))
+    click.echo(f"\nThen check it: sealgate dns check {key.domain}")
+
+
+@cli.group("dns")
+def dns_group() -> None:
+    """The DNS records that make Sealgate's mail trusted: SPF, DKIM, DMARC."""
+
+
+@dns_group.command("check")
+@click.argument("domain")
+@click.option("--nameserver", default=None,
+              help="Ask this resolver, IP[:PORT] (default: the system's).")
+@click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Seconds per lookup.")
+@pass_context
+def dns_check(ctx: Context, domain: str, nameserver: str | None, timeout: float) -> None:
+    """Print the SPF, DKIM and DMARC records DOMAIN should publish, and check what it
+    publishes: SPF present and not +all, the DKIM key matching the configured one, DMARC
+    with p=quarantine or p=reject. Exits 1 when something needs fixing."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    from sealgate.mail import dkim
+
+    settings = ctx.config()
+    try:
+        domain = config._domain(domain)
+    except ValueError as error:
+        raise click.BadParameter(f"{domain!r} {error}", param_hint="DOMAIN") from None
+    resolver = _resolver(nameserver, timeout)
+    key = dkim.DkimKey.from_config(settings)
+    host = urlsplit(settings.server.base_url).hostname or ""
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            host = ""
+    except ValueError:
+        if host == "localhost" or host.endswith(".localhost"):
+            host = ""
+    selector = key.selector if key else settings.dkim.selector
+    dkim_name, dmarc_name = f"{selector}._domainkey.{domain}", f"_dmarc.{domain}"
+    click.echo(f"Records to publish for {domain}:")
+    click.echo(f"  {domain}.  TXT  \"{dkim.spf_advice(host)}\"")
+    if key is not None:
+        click.echo(f"  {dkim_name}.  TXT  \"{key.record()}\"")
+    click.echo(f"  {dmarc_name}.  TXT  \"{dkim.dmarc_advice(domain)}\"")
+    findings = [dkim.check_spf(domain, _txt(resolver, domain))]
+    if key is None:
+        findings.append(dkim.Finding(False, "DKIM: no key configured (dkim.key): run "
+                                            "`sealgate dkim init`"))
+    else:
+        if not (domain == key.domain or domain.endswith("." + key.domain)):
+            click.echo(f"  (Sealgate signs with d={key.domain}: its record belongs there)")
+        findings.append(dkim.check_dkim(dkim_name, _txt(resolver, dkim_name), key))
+    findings.append(dkim.check_dmarc(dmarc_name, _txt(resolver, dmarc_name)))
+    click.echo("Published:")
+    for finding in findings:
+        click.echo(f"  {'ok  ' if finding.ok else 'FAIL'}  {finding.line}")
+    wrong = sum(not finding.ok for finding in findings)
+    if wrong:
+        raise SealgateError(f"{wrong} of {len(findings)} record(s) for {domain} need fixing")
+
+
+def _resolver(nameserver: str | None, timeout: float) -> Any:
+    import dns.resolver
+
+    try:
+        resolver = dns.resolver.Resolver(configure=nameserver is None)
+    except dns.resolver.NoResolverConfiguration:
+        raise SealgateError("no DNS resolver is configured: give --nameserver") from None
+    if nameserver is not None:
+        address, _, port_text = nameserver.rpartition(":") if nameserver.count(":") == 1 \
+            else (nameserver, "", "")
+        if not port_text.isdigit() and port_text:
+            raise click.BadParameter(f"{nameserver!r} is not IP[:PORT]",
+                                     param_hint="--nameserver")
+        resolver.nameservers = [address]
+        if port_text:
+            resolver.port = int(port_text)
+    resolver.timeout = resolver.lifetime = timeout
+    return resolver
+
+
+def _txt(resolver: Any, name: str) -> list[str]:
+    """The TXT strings at `name` (each record's strings joined); none when nothing is there."""
+    import dns.exception
+    import dns.resolver
+
+    try:
+        answer = resolver.resolve(name, "TXT", search=False)
+    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+        return []
+    except dns.exception.DNSException as error:
+        raise SealgateError(f"cannot look up TXT {name}: {error}") from None
+    return [b"".join(record.strings).decode("utf-8", "replace") for record in answer]
+
+
 @cli.group()
 def db() -> None:
     """The vault database schema."""

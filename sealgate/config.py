@@ -51,6 +51,10 @@ def _domain(value: str) -> str:
     return value
 
 
+def _optional_domain(value: str) -> str:
+    return _domain(value) if value else value
+
+
 def _http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -126,6 +130,18 @@ class ServerConfig(_Section):
     secret_key: str = Field(default="", description="Flask session key; `sealgate init` sets it")
     # How many reverse proxies in front set X-Forwarded-For/-Proto (0: none; trust nothing).
     trusted_proxies: int = Field(default=0, ge=0, le=5)
+    # Who may read /metrics: addresses or networks (counts only, but not for the world).
+    metrics_allow: Strings = Field(default_factory=lambda: ["127.0.0.1", "::1"])
+
+    @field_validator("metrics_allow")
+    @classmethod
+    def _networks(cls, allowed: list[str]) -> list[str]:
+        for entry in allowed:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network") from None
+        return allowed
 
 
 class MilterConfig(_Section):
@@ -412,6 +428,18 @@ class RoutingConfig(_Section):
         return self
 
 
+class DkimConfig(_Section):
+    """DKIM signatures on the mail Sealgate originates (notifications, codes, receipts,
+    re-injected copies): `sealgate dkim init` makes the key."""
+
+    selector: Annotated[str, Field(pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")] \
+        = "sealgate"
+    # The RSA private key (PEM, relative to the home); empty: nothing is signed.
+    key: str = ""
+    # The signing domain (d=); empty: the first organisation domain.
+    domain: Annotated[str, AfterValidator(_optional_domain)] = ""
+
+
 class InternalApiConfig(_Section):
     secret: str = Field(default="", description="milter → server shared secret; set by init")
 
@@ -428,6 +456,11 @@ class VaultConfig(_Section):
     )
 
 
+class LoggingConfig(_Section):
+    # "text": a line for people; "json": one JSON object per line, for a log collector.
+    format: Annotated[str, Field(pattern="^(text|json)$")] = "text"
+
+
 class Config(_Section):
     home: Path
     organisation: OrganisationConfig = Field(default_factory=OrganisationConfig)
@@ -439,9 +472,11 @@ class Config(_Section):
     exchange: ExchangeConfig = Field(default_factory=ExchangeConfig)
     dlp: DlpConfig = Field(default_factory=DlpConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    dkim: DkimConfig = Field(default_factory=DkimConfig)
     internal_api: InternalApiConfig = Field(default_factory=InternalApiConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     vault: VaultConfig = Field(default_factory=VaultConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     def path(self, value: str) -> Path:
         """A path from the configuration: relative ones are relative to the home directory."""
@@ -477,6 +512,10 @@ class Config(_Section):
     @property
     def from_address(self) -> str:
         return self.outbound.from_address or f"no-reply@{self.organisation.domains[0]}"
+
+    @property
+    def dkim_domain(self) -> str:
+        return self.dkim.domain or self.organisation.domains[0]
 
     @property
     def logo_path(self) -> Path | None:
@@ -575,12 +614,26 @@ def load(home: str | os.PathLike[str] | None = None,
             f"{file_path}: 'home' cannot be set in the file; use --home or {HOME_ENV}")
     overrides, origins = env_overrides(environ)
     try:
-        return Config(home=home_path, **_merge(from_file, overrides))
+        loaded = Config(home=home_path, **_merge(from_file, overrides))
     except ValidationError as exc:
         first = exc.errors()[0]
         dotted = ".".join(str(part) for part in first["loc"][:2])
         origin = origins.get(dotted, str(file_path))
         raise ConfigError(describe(first, origin)) from None
+    _check_dkim_key(loaded, origins.get("dkim.key", str(file_path)))
+    return loaded
+
+
+def _check_dkim_key(loaded: Config, origin: str) -> None:
+    """A configured DKIM key must be there and usable: an RSA key of 2048 bits or more."""
+    if not loaded.dkim.key:
+        return
+    from sealgate.mail.dkim import DkimError, check_private_key, read_key_file
+
+    try:
+        check_private_key(read_key_file(loaded.path(loaded.dkim.key)))
+    except DkimError as error:
+        raise ConfigError(f"dkim.key = {loaded.dkim.key!r} (from {origin}): {error}") from None
 
 
 INITIAL_CONFIG = """\
@@ -608,6 +661,8 @@ workers = 2
 # Reverse proxies in front of the server that set X-Forwarded-For (nginx: 1).
 trusted_proxies = 0
 secret_key = "{secret_key}"
+# Who may read the Prometheus metrics at /metrics (addresses or networks).
+metrics_allow = ["127.0.0.1", "::1"]
 
 [milter]
 # unix:PATH (relative to the home) or inet:PORT@HOST
@@ -698,6 +753,15 @@ smime_sign_certificate = ""
 # [routing.domains]
 # "partner.example" = ["smime", "portal"]
 
+[dkim]
+# DKIM-sign the mail Sealgate sends from the organisation's domain (notifications, codes,
+# receipts, re-injected copies). `sealgate dkim init` makes the key and prints these lines
+# and the DNS record to publish; `sealgate dns check DOMAIN` checks what is published.
+# key = "dkim/sealgate.pem"
+# selector = "sealgate"
+# Empty: the first organisation domain.
+# domain = ""
+
 [internal_api]
 # Shared by the milter and the server; keep this file readable by them only.
 secret = "{internal_secret}"
@@ -710,6 +774,10 @@ url = ""
 keyring = "keyring.json"
 blob_dir = "blobs"
 durable = true
+
+[logging]
+# "text", or "json" for one JSON object per line (for a log collector).
+format = "text"
 """
 
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from sealgate import smtp
+from sealgate.mail.dkim import DkimError, DkimKey, sign_if_ours
 from sealgate.mail.notification import Notification
 from sealgate.mail.rewrite import Deposited, EncryptedCopy, Reinjection
 
@@ -141,10 +142,16 @@ class DepositClient:
             raise TemporaryFailure(f"server answered {status}: {payload[:200]!r}")
 
 
-def reinject(address: str, copy: Reinjection, timeout: float) -> None:
-    """Hand a copy to the MTA's milter-free listener; any refusal raises."""
+def reinject(address: str, copy: Reinjection, timeout: float,
+             signer: DkimKey | None = None) -> None:
+    """Hand a copy to the MTA's milter-free listener; any refusal raises. With a `signer`,
+    a copy whose From is in its domain is DKIM-signed first (nothing changes it after)."""
+    try:
+        data = sign_if_ours(signer, copy.data)
+    except DkimError as error:
+        raise TemporaryFailure(str(error)) from None
     host, _, port = address.rpartition(":")
-    refused = smtp.send(host, int(port), copy.mail_from, copy.recipients, copy.data, timeout,
+    refused = smtp.send(host, int(port), copy.mail_from, copy.recipients, data, timeout,
                         envelope_id=copy.envelope_id)
     if refused:
         raise TemporaryFailure(f"re-injection refused recipients: {sorted(refused)}")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import sys
 import tempfile
 import threading
 import time
@@ -21,10 +20,12 @@ from typing import Any
 import Milter
 import milter
 
+from sealgate import logs
 from sealgate.config import Config
 from sealgate.crypto.harvest import is_signed
 from sealgate.dlp.inspect import Inspector, Report
 from sealgate.errors import ConfigError
+from sealgate.mail.dkim import DkimKey
 from sealgate.mail.message import InboundMessage
 from sealgate.mail.rewrite import Changes, plan
 from sealgate.mail.triggers import find_keyword
@@ -66,6 +67,8 @@ class Gateway:
         self.spool_dir = config.home / "spool"
         self.spool_dir.mkdir(mode=0o700, exist_ok=True)
         self.inspector = Inspector.from_config(config)
+        # Re-injected copies from the organisation's domain are DKIM-signed (None: off).
+        self.dkim = DkimKey.from_config(config)
         # DLP runs on threads Python made, not on libmilter's: pymilter gives its threads
         # their own interpreter states, and Hyperscan's callback re-enters Python through the
         # GIL-state API, which does not know them; mixing the two crashes the process.
@@ -239,7 +242,8 @@ class SealgateMilter(Milter.Base):  # type: ignore[misc]
         for copy in changes.reinjections:
             # Before this transaction is acknowledged: if re-injection fails the whole
             # message is retried (at worst a second copy, never a lost one).
-            reinject(gateway.config.milter.reinject, copy, gateway.config.milter.timeout)
+            reinject(gateway.config.milter.reinject, copy, gateway.config.milter.timeout,
+                     signer=gateway.dkim)
         log.info("protected message from %s: %s; external %d, internal %d, deposit %s, "
                  "encrypted copies %s", message.mail_from, ", ".join(verdict.reasons),
                  len(verdict.external), len(verdict.internal),
@@ -339,8 +343,7 @@ def _open_socket_without_nagle(port: int) -> None:
 
 
 def run_milter(config: Config) -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s sealgate-milter %(levelname)s %(message)s")
+    logs.setup(config.logging.format, "sealgate-milter")
     gateway = Gateway(config)
     address = config.milter_socket
     if address.startswith("inet"):

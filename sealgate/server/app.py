@@ -12,8 +12,10 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from sealgate import logs
 from sealgate.config import Config
 from sealgate.errors import ConfigError
+from sealgate.metrics import count_error
 from sealgate.routing.wkd_lookups import WkdLookups, store_in_vault
 from sealgate.server.tls import TlsService
 from sealgate.vault.vault import Vault
@@ -105,6 +107,13 @@ def create_app(config: Config, vault: Vault | None = None) -> Flask:
         offered += [str(locale) for locale in babel.list_translations()]
     app.context_processor(page_context)
 
+    @app.before_request
+    def _message_of_request() -> None:
+        # The message a page is about (/m/<message_id>/...) labels its log lines; and a
+        # worker's threads serve one request after another, so the last one's id is cleared.
+        about = (request.view_args or {}).get("message_id")
+        logs.set_message_id(str(about) if about is not None else None)
+
     @app.after_request
     def _security_headers(response: Response) -> Response:
         response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
@@ -128,6 +137,8 @@ def create_app(config: Config, vault: Vault | None = None) -> Flask:
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> tuple[Response | str, int]:
         code = error.code or 500
+        if code >= 500:
+            count_error("server", f"http_{code}")
         if _wants_json():
             return jsonify(error=(error.name or "error").lower().replace(" ", "_"),
                            message=error.description), code
@@ -137,6 +148,7 @@ def create_app(config: Config, vault: Vault | None = None) -> Flask:
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> tuple[Response | str, int]:
         log.exception("unhandled error on %s %s", request.method, request.path)
+        count_error("server", type(error).__name__)
         message = "Something went wrong on our side; it has been logged."
         if _wants_json():
             return jsonify(error="internal_error", message=message), 500
@@ -156,4 +168,4 @@ def _best_language(offered: list[str]) -> str:
 
 
 def _wants_json() -> bool:
-    return request.path.startswith("/api/") or request.path == "/healthz"
+    return request.path.startswith("/api/") or request.path in ("/healthz", "/readyz")

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from sealgate import logs, metrics
 from sealgate.config import Config
+
+
+def metrics_dir(config: Config) -> Path:
+    """Where the workers keep their metric values (emptied at every start)."""
+    return config.home / "metrics"
 
 
 def settings(config: Config) -> dict[str, Any]:
@@ -20,11 +27,15 @@ def settings(config: Config) -> dict[str, Any]:
         "graceful_timeout": 20,
         "accesslog": "-",
         "errorlog": "-",
+        "logconfig_dict": logs.gunicorn_config(config.logging.format),
         "proc_name": "sealgate-server",
         # gunicornc's socket lives with the rest of Sealgate's state, not in $HOME.
         "control_socket": str(config.home / "gunicorn.ctl"),
         # Behind a reverse proxy on the same host; see deploy/reverse-proxy.
         "forwarded_allow_ips": "127.0.0.1,::1",
+        # In the master, before any worker exists: every worker counts into the same place.
+        "on_starting": lambda server: metrics.prepare_multiprocess(metrics_dir(config)),
+        "child_exit": lambda server, worker: metrics.worker_exited(worker.pid),
     }
 
 

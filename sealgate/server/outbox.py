@@ -12,6 +12,7 @@ from email.utils import getaddresses
 from sealgate import smtp
 from sealgate.config import Config
 from sealgate.errors import SealgateError
+from sealgate.mail.dkim import DkimError, DkimKey, sign_if_ours
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,13 @@ def send(config: Config, message: EmailMessage) -> None:
 def send_raw(config: Config, recipients: list[str], data: bytes,
              mail_from: str | None = None) -> None:
     """Hand `data` to the MTA; `mail_from` (default: the server's address) gets the bounces,
-    so mail released on a sender's behalf bounces back to that sender."""
+    so mail released on a sender's behalf bounces back to that sender. Signed with the
+    organisation's DKIM key when one is configured and the From is in its domain."""
+    try:
+        data = sign_if_ours(DkimKey.from_config(config), data)
+    except DkimError as error:
+        log.error("mail to %d recipient(s) not sent: %s", len(recipients), error)
+        raise DeliveryError(f"the message could not be DKIM-signed: {error}") from None
     host, port = config.relay
     try:
         refused = smtp.send(host, port, mail_from or config.from_address, recipients, data,

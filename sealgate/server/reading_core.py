@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from sealgate.config import Config
 from sealgate.mail import notices
 from sealgate.mail.sanitise import SafeHtml, plain_text_to_html, sanitise
+from sealgate.metrics import metrics
 from sealgate.server.branding import branding
 from sealgate.server.links import tracking_link
 from sealgate.server.outbox import send_after_response
@@ -100,6 +101,7 @@ def record_open(vault: Vault, recipient_id: int, actor: str, message_id: uuid.UU
             db.execute(update(Part).where(Part.id == counted.id).values(remote_images=blocked))
         vault.record_in(db, actor, "message.viewed", "message", str(message_id),
                         {**details, "first": first})
+    metrics().portal_opens.inc()
     return moment if first else None
 
 

@@ -11,6 +11,7 @@ from email.message import EmailMessage
 from sealgate import smtp
 from sealgate.config import Config
 from sealgate.mail import notices, notification
+from sealgate.mail.dkim import DkimError, DkimKey, sign_if_ours
 from sealgate.mail.rewrite import Deposited, inbound, notification_copy
 from sealgate.mail.triggers import encode_subject
 from sealgate.routing import mta
@@ -85,8 +86,13 @@ def _refused_notice(config: Config, vault: Vault, change: store.Settled) -> Emai
 
 def hand_over_tls(config: Config, recipients: list[str], data: bytes,
                   envelope_id: str) -> None:
-    """A verified-TLS copy to the MTA, from the return address, asking for reports."""
+    """A verified-TLS copy to the MTA, from the return address, asking for reports (and
+    DKIM-signed like everything Sealgate hands over, when a key is configured)."""
     host, port = config.relay
+    try:
+        data = sign_if_ours(DkimKey.from_config(config), data)
+    except DkimError as error:
+        raise DeliveryError(f"the message could not be DKIM-signed: {error}") from None
     try:
         refused = smtp.send(host, port, config.return_address, recipients, data,
                             timeout=config.milter.timeout, envelope_id=envelope_id)

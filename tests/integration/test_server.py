@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
 import signal
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from sealgate import config
 from sealgate.lab.host import free_port, free_ports
 from tests.integration.helpers import get, sealgate, serving, start, stop, wait_until_up
 
@@ -125,3 +129,61 @@ def test_a_milter_socket_path_too_long_is_a_clear_error(home: Path) -> None:
     result = sealgate(home, "milter", env={"SEALGATE_MILTER__LISTEN": f"unix:{long_path}"})
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "is longer than the 107 bytes a unix socket may have" in result.stderr
+
+
+def _deposit(base: str, secret: str) -> str:
+    message = (b"From: who@example.org\r\nTo: patient@gmail.test\r\nSubject: results\r\n"
+               b"Message-ID: <m1@example.org>\r\n\r\nYour results are normal.\r\n")
+    request = urllib.request.Request(
+        f"{base}/api/v1/internal/deposits", method="POST",
+        data=json.dumps({"mail_from": "who@example.org", "recipients": ["patient@gmail.test"],
+                         "subject": "results",
+                         "message": base64.b64encode(message).decode()}).encode(),
+        headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        answer: str = json.loads(response.read())["message_id"]
+        return answer
+
+
+def _deposits_counted(base: str) -> float:
+    status, _, body = get(f"{base}/metrics")
+    assert status == 200, body
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            if sample.name == "sealgate_deposits_total":
+                return sample.value
+    raise AssertionError(f"no sealgate_deposits_total in {body.decode()}")
+
+
+def _counting_pids(home: Path) -> set[str]:
+    return {path.stem.rpartition("_")[2] for path in (home / "metrics").glob("counter_*.db")}
+
+
+def test_metrics_add_up_the_workers_including_replaced_ones(home: Path) -> None:
+    """gunicorn's workers each count on their own; /metrics must show the sum, also of workers
+    a reload (SIGHUP) replaced. And the server's log lines are JSON carrying the deposit id."""
+    secret = config.load(home, {}).internal_api.secret
+    port = free_port()
+    process = start(home, "serve", port, SEALGATE_LOGGING__FORMAT="json")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(process, f"{base}/healthz")
+        first = _deposit(base, secret)
+        _deposit(base, secret)
+        before = _counting_pids(home)
+        assert before and _deposits_counted(base) == 2
+        os.kill(process.pid, signal.SIGHUP)  # new workers; the old ones leave
+        made = 2
+        deadline = time.monotonic() + 30
+        while not _counting_pids(home) - before:
+            assert time.monotonic() < deadline, "no new worker counted a deposit"
+            _deposit(base, secret)
+            made += 1
+            time.sleep(0.2)
+        for _ in range(5):  # whichever worker answers
+            assert _deposits_counted(base) == made
+    finally:
+        output = stop(process)
+    routed = [json.loads(line) for line in output.splitlines() if "routed a message" in line]
+    assert routed and routed[0]["message_id"] == first, output
+    assert routed[0]["logger"] == "sealgate.server.api.internal"

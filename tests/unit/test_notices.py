@@ -337,14 +337,15 @@ def test_clean_makes_one_safe_line() -> None:
     assert notices.clean("x" * 20, limit=10) == "x" * 9 + "…"
 
 
-def test_the_recipient_notification_shows_logo_and_support_too() -> None:
+def test_the_recipient_notification_shows_the_name_not_a_remote_logo_and_support() -> None:
+    # A remote image in a short HTML part is scored as image spam (tests/unit/test_dkim.py).
     built = notification.build(BRANDING, "Dr Who", "Lab results", LINK)
     mime = email.message_from_bytes(f"Content-Type: {built.content_type}\r\n\r\n".encode()
                                     + built.body, policy=email.policy.default)
     assert isinstance(mime, EmailMessage)
     text, html = bodies(mime)
-    assert 'src="https://cdn.stmary.test/logo.png?v=1&amp;h=2"' in html
-    assert 'alt="St. Mary&#x27;s &lt;Hospital&gt;"' in html
+    assert "<img" not in html and "cdn.stmary.test" not in html
+    assert "St. Mary&#x27;s &lt;Hospital&gt;</td>" in html
     assert 'Need help? <a href="mailto:help@stmary.test">help@stmary.test</a>' in html
     assert "--\n1 Main St\nNeed help? help@stmary.test\n\nConfidential.\n" in text
 

@@ -19,11 +19,13 @@ from typing import Any, NoReturn
 
 from flask import Blueprint, Response, abort, jsonify, request
 
+from sealgate import logs
 from sealgate.config import Config
 from sealgate.crypto.harvest import NotHarvested, harvest
 from sealgate.mail import notices
 from sealgate.mail.message import domain_of
 from sealgate.mail.parse import MimeError
+from sealgate.metrics import DELIVERY_METHODS, metrics
 from sealgate.server import tls_actions
 from sealgate.server.app import services
 from sealgate.server.branding import branding
@@ -105,6 +107,13 @@ def create_deposit() -> tuple[Response, int]:
         log.warning("could not encrypt for a recipient: %s", error)
         return jsonify(error="encryption_failed", message=str(error)), 422
     deposit = routed.deposit
+    counted = metrics()
+    if deposit is not None:
+        logs.set_message_id(str(deposit.message_id))
+        counted.deposits.inc()
+    for method, group in routed.plan.groups().items():
+        if method in DELIVERY_METHODS:
+            counted.delivery_methods.labels(method=str(method)).inc(len(group))
     log.info("routed a message for %d recipient(s): %s", len(recipients), ", ".join(
         f"{method} {len(group)}" for method, group in routed.plan.groups().items()))
     answer: dict[str, Any] = {

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from sealgate.config import Config
 from sealgate.crypto.passwords import weakness
 from sealgate.mail import notices
+from sealgate.metrics import metrics
 from sealgate.server.app import services
 from sealgate.server.branding import branding
 from sealgate.server.limits import CREDENTIALS, MAIL, MAIL_PER_MAILBOX, limiter, mailbox_key
@@ -60,6 +61,7 @@ def _failed(address: str, how: str, why: str) -> None:
     log.info("portal sign-in failed for %s (%s: %s) from %s", address, how, why,
              request.remote_addr)
     _record("anonymous", "portal.login_failed", address, how=how, why=why)
+    metrics().portal_logins.labels(result="failed").inc()
 
 
 def _verify_mail(config: Config, address: str, secret: str) -> EmailMessage:
@@ -136,6 +138,7 @@ def enter_code() -> ResponseReturnValue:
             account = accounts.mailbox_proven(db, address, now()) if good else None
         if account is not None:
             sign_in(account, "code")
+            metrics().portal_logins.labels(result="ok").inc()
             return _after_sign_in(form.next.data or "")
         _failed(address, "code", "wrong or expired code")
         flash(_("That code is wrong or no longer valid. Check the newest email from us, or "
@@ -156,6 +159,7 @@ def password_sign_in() -> ResponseReturnValue:
                                              service.config.portal, now())
         if result is Check.OK and account is not None:
             sign_in(account, "password")
+            metrics().portal_logins.labels(result="ok").inc()
             return _after_sign_in(form.next.data or "")
         _failed(address, "password", result.value)
         if result is Check.LOCKED:
