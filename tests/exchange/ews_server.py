@@ -35,7 +35,6 @@ from __future__ import annotations
 import base64
 import http.server
 import secrets
-import socket
 import ssl
 import threading
 import time
@@ -49,6 +48,7 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import ParseError, fromstring
 
 from sealgate.lab import pki
+from tests.https import https_server
 
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
 MESSAGES = "http://schemas.microsoft.com/exchange/services/2006/messages"
@@ -168,18 +168,8 @@ class FakeEws:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        class Server(http.server.ThreadingHTTPServer):
-            daemon_threads = True
 
-            def get_request(self) -> tuple[socket.socket, Any]:
-                sock, address = self.socket.accept()
-                return context.wrap_socket(sock, server_side=True,
-                                           do_handshake_on_connect=False), address
-
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                pass  # a client that hangs up or refuses the certificate is the test's case
-
-        self.server = Server(("127.0.0.1", 0), Handler)
+        self.server = https_server(context, Handler)
         self.port = self.server.server_address[1]
         self.url = f"https://127.0.0.1:{self.port}{PATH}"
         threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},

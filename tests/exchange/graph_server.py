@@ -26,7 +26,6 @@ import base64
 import http.server
 import json
 import secrets
-import socket
 import ssl
 import threading
 import uuid
@@ -37,6 +36,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from sealgate.lab import pki
+from tests.https import https_server
 
 MIB = 1024 * 1024
 REQUEST_LIMIT = 4 * MIB
@@ -215,18 +215,8 @@ class FakeGraph:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        class Server(http.server.ThreadingHTTPServer):
-            daemon_threads = True
 
-            def get_request(self) -> tuple[socket.socket, Any]:
-                sock, address = self.socket.accept()
-                return context.wrap_socket(sock, server_side=True,
-                                           do_handshake_on_connect=False), address
-
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                pass  # a client that hangs up is not the test's business
-
-        self.server = Server(("127.0.0.1", 0), Handler)
+        self.server = https_server(context, Handler)
         self.port = self.server.server_address[1]
         self.origin = f"https://127.0.0.1:{self.port}"
         self.url = f"{self.origin}/v1.0"

@@ -62,6 +62,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sealgate.lab.pki import TestCa
+from tests.https import https_server
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -441,19 +442,8 @@ def _serve(provider: IdentityProvider,
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    class Server(http.server.ThreadingHTTPServer):
-        daemon_threads = True
 
-        def get_request(self) -> tuple[socket.socket, Any]:
-            sock, address = self.socket.accept()
-            # The handshake happens in the handler's thread, on the first read.
-            return context.wrap_socket(sock, server_side=True,
-                                       do_handshake_on_connect=False), address
-
-        def handle_error(self, request: Any, client_address: Any) -> None:
-            pass  # clients that hang up or refuse the certificate are part of the tests
-
-    server = Server(("127.0.0.1", 0), Handler)
+    server = https_server(context, Handler)
     threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     return server
 

@@ -45,6 +45,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from sealgate.lab import pki
+from tests.https import https_server
 
 # --- certificates -----------------------------------------------------------------------------
 
@@ -399,19 +400,8 @@ class HttpsServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        class Server(http.server.ThreadingHTTPServer):
-            daemon_threads = True
 
-            def get_request(self) -> tuple[socket.socket, Any]:
-                sock, address = self.socket.accept()
-                # The handshake happens in the handler's thread, on the first read.
-                return default.wrap_socket(sock, server_side=True,
-                                           do_handshake_on_connect=False), address
-
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                pass  # clients that hang up or refuse our certificate are part of the tests
-
-        self.server = Server(("127.0.0.1", 0), Handler)
+        self.server = https_server(default, Handler)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
