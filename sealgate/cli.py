@@ -453,20 +453,9 @@ def vault_verify(ctx: Context) -> None:
 def probe(domain: str, nameserver: str | None, port: int, timeout: float) -> None:
     """Whether DOMAIN qualifies for verified-TLS delivery: its MX hosts, STARTTLS and
     certificates, DANE and MTA-STS, with the evidence for the verdict."""
-    import dns.resolver
-
     from sealgate.routing.probe import Prober, describe
 
-    try:
-        resolver = dns.resolver.Resolver(configure=nameserver is None)
-    except dns.resolver.NoResolverConfiguration:
-        raise SealgateError("no DNS resolver is configured: give --nameserver") from None
-    if nameserver is not None:
-        address, _, port_text = nameserver.rpartition(":") if nameserver.count(":") == 1 \
-            else (nameserver, "", "")
-        resolver.nameservers = [address]
-        if port_text:
-            resolver.port = int(port_text)
+    resolver = _resolver(nameserver, timeout)
     click.echo(describe(Prober(resolver, port=port, timeout=timeout).probe(domain)))
 
 
