@@ -157,6 +157,9 @@ class MilterConfig(_Section):
     # Which MTA runs the milter. Only Postfix enforces verified TLS for the copies Sealgate
     # routes that way (deploy/postfix); with Sendmail, verified TLS is never chosen.
     mta: Annotated[str, Field(pattern="^(postfix|sendmail)$")] = "postfix"
+    # Prometheus metrics of the milter on their own HOST:PORT (messages seen, triggered by
+    # cause, verdict and DLP time); empty: none. Keep it on loopback.
+    metrics_listen: Annotated[str, AfterValidator(_optional_host_port)] = ""
 
 
 class PortalConfig(_Section):

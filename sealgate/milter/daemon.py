@@ -30,6 +30,7 @@ from sealgate.mail.message import InboundMessage
 from sealgate.mail.rewrite import Changes, plan
 from sealgate.mail.triggers import find_keyword
 from sealgate.mail.verdict import Action, MailPolicy, Verdict, decide, is_internal, triggers
+from sealgate.metrics import count_error, metrics
 from sealgate.milter.client import (
     DepositClient,
     Held,
@@ -67,6 +68,7 @@ class Gateway:
         self.spool_dir = config.home / "spool"
         self.spool_dir.mkdir(mode=0o700, exist_ok=True)
         self.inspector = Inspector.from_config(config)
+        self.metrics = metrics()
         # Re-injected copies from the organisation's domain are DKIM-signed (None: off).
         self.dkim = DkimKey.from_config(config)
         # DLP runs on threads Python made, not on libmilter's: pymilter gives its threads
@@ -77,8 +79,9 @@ class Gateway:
 
     def dlp(self, message: InboundMessage, external: Sequence[str]) -> Report:
         assert self.inspector is not None
-        return self.dlp_threads.submit(self.inspector.message, message.raw(),
-                                       message.mail_from, external).result()
+        with self.metrics.dlp_seconds.time():
+            return self.dlp_threads.submit(self.inspector.message, message.raw(),
+                                           message.mail_from, external).result()
 
     def is_delivery_report(self, message: InboundMessage) -> bool:
         """Mail for Sealgate's return address only: the MTA's reports on verified-TLS copies
@@ -137,6 +140,7 @@ class SealgateMilter(Milter.Base):  # type: ignore[misc]
         return CONTINUE
 
     def eoh(self) -> int:
+        self.gateway.metrics.messages_seen.inc()
         # Mail that nothing could trigger is accepted right here; its body never crosses
         # the milter socket.
         if not self.gateway.needs_body(self._message(b"")):
@@ -157,8 +161,9 @@ class SealgateMilter(Milter.Base):  # type: ignore[misc]
             self.setreply("554", "5.6.0", f"Sealgate cannot send this message securely: "
                                           f"{_reply_text(str(refusal))}")
             return REJECT
-        except Exception:
+        except Exception as error:
             log.exception("temporary failure for message from %s", self.mail_from)
+            count_error("milter", type(error).__name__)
             self.setreply("451", "4.3.0", "Sealgate could not secure this message yet; "
                                           "it will be retried")
             return TEMPFAIL
@@ -192,8 +197,11 @@ class SealgateMilter(Milter.Base):  # type: ignore[misc]
             except TemporaryFailure:  # a certificate is a bonus: the mail is never held up
                 log.warning("signed message from %s not offered for harvesting",
                             message.mail_from, exc_info=True)
-        verdict = decide(message, gateway.policy,
-                         gateway.dlp if gateway.inspector is not None else None)
+        with gateway.metrics.milter_verdict_seconds.time():
+            verdict = decide(message, gateway.policy,
+                             gateway.dlp if gateway.inspector is not None else None)
+        for cause in _causes(verdict):
+            gateway.metrics.messages_triggered.labels(cause=cause).inc()
         if verdict.dlp is not None and verdict.dlp.action is not None:
             log.info("DLP on message from %s: %s; found %s; policies %s", message.mail_from,
                      verdict.action, verdict.dlp.summary(), ", ".join(verdict.dlp.verdict.policies))
@@ -288,6 +296,22 @@ class SealgateMilter(Milter.Base):  # type: ignore[misc]
             self.spool = None
 
 
+def _causes(verdict: Verdict) -> set[str]:
+    """Why a message was protected, for the metrics: the sender's keyword or the add-in's
+    tag, and a DLP policy."""
+    if verdict.action in (Action.PASS, Action.REJECT):
+        return set()
+    causes = set()
+    for reason in verdict.reasons:
+        if reason.startswith("subject keyword"):
+            causes.add("keyword")
+        elif reason.endswith(" header"):
+            causes.add("tag")
+        elif reason.startswith("policy "):
+            causes.add("dlp")
+    return causes
+
+
 def _reply_text(text: str) -> str:
     """An SMTP reply line: one line, ASCII, '%' doubled as libmilter wants."""
     flat = " ".join(text.split()).encode("ascii", "replace").decode("ascii")
@@ -345,6 +369,11 @@ def _open_socket_without_nagle(port: int) -> None:
 def run_milter(config: Config) -> None:
     logs.setup(config.logging.format, "sealgate-milter")
     gateway = Gateway(config)
+    if config.milter.metrics_listen:
+        from prometheus_client import start_http_server
+
+        host, _, port = config.milter.metrics_listen.rpartition(":")
+        start_http_server(int(port), host.strip("[]"), registry=gateway.metrics.registry)
     address = config.milter_socket
     if address.startswith("inet"):
         _open_socket_without_nagle(int(address.partition(":")[2].partition("@")[0]))

@@ -335,3 +335,24 @@ def test_a_message_sealgate_already_processed_is_not_processed_again(lab: Gatewa
     lab.send(head + b"\r\n\r\n" + body.replace(b"Dr Who", b"Mallory"), ["patient@gmail.test"])
     (third,) = lab.sink.wait_for(1)
     assert parsed(third)["X-Sealgate-Message-Id"] != parsed(first)["X-Sealgate-Message-Id"]
+
+
+def test_the_milter_counts_what_it_sees_on_its_own_metrics_port(lab: Gateway) -> None:
+    (port,) = free_ports(1, exclude=[lab.sink.port, lab.web_port])
+    lab.stop_milter()
+    try:
+        lab.start_milter(SEALGATE_MILTER__METRICS_LISTEN=f"127.0.0.1:{port}")
+        lab.send(compose("encrypt/ Counted"), ["patient@gmail.test"])
+        lab.send(compose("Not protected", to="nurse@example.org"), ["nurse@example.org"])
+        lab.sink.wait_for(2)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as page:
+            text = page.read().decode()
+    finally:
+        lab.stop_milter()
+        lab.start_milter()
+    samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+               for line in text.splitlines() if line and not line.startswith("#")}
+    assert samples["sealgate_messages_seen_total"] == 2
+    assert samples['sealgate_messages_triggered_total{cause="keyword"}'] == 1
+    assert samples['sealgate_messages_triggered_total{cause="dlp"}'] == 0
+    assert samples["sealgate_milter_verdict_seconds_count"] == 1  # the clean one: at EOH
