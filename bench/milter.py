@@ -86,6 +86,8 @@ class Bench:
             "SEALGATE_SERVER__WORKERS": "2",
             "SEALGATE_MILTER__LISTEN": noop_milter.libmilter_address(self.milters["sealgate"]),
             "SEALGATE_MILTER__REINJECT": f"127.0.0.1:{self.postfix.reinject_port}",
+            # The lab Postfix has the verified-TLS transports (triggered_tls).
+            "SEALGATE_ROUTING__MTA_ENFORCES_TLS": "true",
         })
         sealgate = [sys.executable, "-m", "sealgate", "--home", str(home)]
         subprocess.run([*sealgate, "init"], env=env, check=True, capture_output=True)

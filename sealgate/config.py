@@ -154,9 +154,6 @@ class MilterConfig(_Section):
     timeout: float = Field(default=30.0, gt=0, le=600, description="seconds per server call")
     # The group whose members (the MTA's smtpd) may connect to a unix milter socket.
     socket_group: str = "postfix"
-    # Which MTA runs the milter. Only Postfix enforces verified TLS for the copies Sealgate
-    # routes that way (deploy/postfix); with Sendmail, verified TLS is never chosen.
-    mta: Annotated[str, Field(pattern="^(postfix|sendmail)$")] = "postfix"
     # Prometheus metrics of the milter on their own HOST:PORT (messages seen, triggered by
     # cause, verdict and DLP time); empty: none. Keep it on loopback.
     metrics_listen: Annotated[str, AfterValidator(_optional_host_port)] = ""
@@ -387,6 +384,11 @@ class RoutingConfig(_Section):
     # portal at the first failure), and how often it tries again meanwhile.
     tls_fallback_minutes: float = Field(default=60, ge=0, le=7 * 24 * 60)
     tls_retry_minutes: float = Field(default=10, gt=0, le=24 * 60)
+    # Set once the MTA has the verified-TLS transports (deploy/postfix: the re-injection
+    # listener's cleanup service, sealgate-tls and sealgate-dane). Until then verified TLS is
+    # never chosen: a copy routed that way would leave over the MTA's ordinary transport,
+    # unverified. Sendmail cannot enforce it for one copy: leave it off there.
+    mta_enforces_tls: bool = False
     # Where the MTA's delivery reports on verified-TLS copies go; the milter takes them.
     # Empty: sealgate-dsn@ the first organisation domain.
     return_address: Annotated[str, AfterValidator(_optional_address)] = ""
@@ -742,6 +744,8 @@ portal_enabled = true
 # Nothing fits (portal off): "bounce" to the sender with the reason, or "hold".
 no_method = "bounce"
 protect_subject = false
+# Verified TLS needs the Postfix transports of deploy/postfix; set true once they are in.
+mta_enforces_tls = false
 tls_fallback_minutes = 60
 tls_retry_minutes = 10
 # Delivery reports for verified-TLS copies; empty: sealgate-dsn@ the first domain. The MTA

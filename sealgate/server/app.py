@@ -37,6 +37,12 @@ class Services:
     tls: TlsService
     wkd: WkdLookups | None  # None: routing.wkd is off
 
+    @property
+    def verified_tls(self) -> TlsService | None:
+        """Verified TLS may be chosen only when the MTA enforces it (routing.mta_enforces_tls):
+        otherwise None, and routing never picks it."""
+        return self.tls if self.config.routing.mta_enforces_tls else None
+
 
 def services() -> Services:
     found: Services = current_app.extensions["sealgate"]

@@ -178,8 +178,7 @@ def _carry_out(service: Services, hold: Hold,
     if external:  # each outside recipient the way the milter would have sent it
         try:
             routed = route(vault, config, message.raw(), hold.sender, external, hold.subject,
-                           tls=service.tls if config.milter.mta == "postfix" else None,
-                           wkd=service.wkd)
+                           tls=service.verified_tls, wkd=service.wkd)
         except MimeError as error:
             raise _Unsendable(str(error)) from None
         except NoMethod as error:

@@ -118,7 +118,7 @@ def _facts(address: str, keys: _OnFile | None, verdicts: dict[str, TlsVerdict],
     verdict = verdicts.get(domain)
     if verdict is None:
         why = f"{domain} not probed yet (probing now)" if probing \
-            else "the MTA does not enforce it (milter.mta)"
+            else "the MTA is not set up to enforce it (routing.mta_enforces_tls)"
         return replace(facts, tls_evidence=(why,))
     lines = verdict.evidence_lines
     if verdict.qualifies:

@@ -99,7 +99,6 @@ class Gateway:
             "SEALGATE_MILTER__LISTEN": f"unix:{self.socket_path}",
             # No milter-free listener: the split copy goes back into Sendmail itself.
             "SEALGATE_MILTER__REINJECT": f"127.0.0.1:{smtp_port}",
-            "SEALGATE_MILTER__MTA": "sendmail",
             "SEALGATE_MILTER__TIMEOUT": "10",
             # These tests count what the MTA delivers; the notice to the sender is tested
             # with the portal.

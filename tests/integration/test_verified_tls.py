@@ -63,7 +63,8 @@ class Lab:
         next_hop = f"[127.0.0.2]:{self.port}"
         self.gateway = Gateway(
             root / "lab",
-            env={"SEALGATE_ROUTING__DNS_SERVERS": f"127.0.0.1:{self.dns.port}",
+            env={"SEALGATE_ROUTING__MTA_ENFORCES_TLS": "true",  # the lab has the transports
+                 "SEALGATE_ROUTING__DNS_SERVERS": f"127.0.0.1:{self.dns.port}",
                  "SEALGATE_ROUTING__PROBE_PORT": str(self.port),
                  "SEALGATE_ROUTING__PROBE_LOOPBACK": "true",
                  "SEALGATE_ROUTING__TLS_CA_FILE": str(root / "ca.pem"),

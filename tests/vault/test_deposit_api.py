@@ -135,3 +135,21 @@ def test_the_sender_of_record_is_kept_lower_cased_like_the_recipients(
     message_id = uuid.UUID(response.json["message_id"])  # type: ignore[attr-defined]
     with vault.database.session() as db:
         assert vault.message(db, message_id).sender == "who@example.org"
+
+
+@pytest.mark.parametrize("enforced", [False, True])
+def test_verified_tls_is_chosen_only_when_the_mta_enforces_it(
+        settings: Config, vault: Vault, enforced: bool) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sealgate.vault import tls
+
+    now = datetime.now(UTC)
+    tls.save_verdict(vault, tls.StoredVerdict("gmail.test", True, "starttls-probe",
+                                              ("qualifies",), now + timedelta(hours=1)), now)
+    configured = settings.model_copy(update={"routing": settings.routing.model_copy(
+        update={"mta_enforces_tls": enforced})})
+    response = post(create_app(configured, vault).test_client(), settings,
+                    payload(original()))
+    methods = {c["address"]: c["method"] for c in response.json["plan"]}  # type: ignore[attr-defined]
+    assert methods == {"patient@gmail.test": "tls" if enforced else "portal"}

@@ -93,8 +93,7 @@ def create_deposit() -> tuple[Response, int]:
     try:
         routed = route(service.vault, service.config, raw, _field(payload, "mail_from", str),
                        recipients, _field(payload, "subject", str), force_portal,
-                       service.tls if service.config.milter.mta == "postfix" else None,
-                       service.wkd)
+                       service.verified_tls, service.wkd)
     except NoMethod as error:
         if service.config.routing.no_method == "hold":
             return _hold_without_method(service, raw, _field(payload, "mail_from", str),
