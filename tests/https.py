@@ -7,7 +7,22 @@ from __future__ import annotations
 import http.server
 import socket
 import ssl
+from pathlib import Path
 from typing import Any
+
+from sealgate.lab import pki
+
+
+def server_context(ca: pki.TestCa, folder: Path, name: str = "server") -> ssl.SSLContext:
+    """A TLS server context for 127.0.0.1 (and localhost) with a certificate from `ca`; the
+    chain and key are written to `folder` as NAME.pem and NAME.key."""
+    key_pem, cert_pem = ca.issue_server("127.0.0.1", alt_names=("localhost",), key_type="ec")
+    cert_file, key_file = folder / f"{name}.pem", folder / f"{name}.key"
+    cert_file.write_bytes(cert_pem + ca.cert_pem)
+    key_file.write_bytes(key_pem)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    return context
 
 
 def https_server(context: ssl.SSLContext,

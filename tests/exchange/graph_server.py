@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from sealgate.lab import pki
+from tests import https
 from tests.https import https_server
 
 MIB = 1024 * 1024
@@ -47,14 +48,7 @@ MSGFLAG_UNSENT = 0x8
 
 
 def server_context(ca: pki.TestCa, folder: Path) -> ssl.SSLContext:
-    """A TLS server context for 127.0.0.1 with a certificate from `ca`."""
-    key_pem, cert_pem = ca.issue_server("127.0.0.1", alt_names=("localhost",), key_type="ec")
-    cert_file, key_file = folder / "graph.pem", folder / "graph.key"
-    cert_file.write_bytes(cert_pem + ca.cert_pem)
-    key_file.write_bytes(key_pem)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert_file, key_file)
-    return context
+    return https.server_context(ca, folder, "graph")
 
 
 @dataclass(frozen=True)
