@@ -17,6 +17,7 @@ from sealgate.config import Config
 from sealgate.errors import ConfigError
 from sealgate.metrics import count_error
 from sealgate.routing.wkd_lookups import WkdLookups, store_in_vault
+from sealgate.server.live import LiveConfig
 from sealgate.server.tls import TlsService
 from sealgate.vault.vault import Vault
 
@@ -32,10 +33,15 @@ CONTENT_SECURITY_POLICY = (
 class Services:
     """What request handlers need, created once per worker process."""
 
-    config: Config
+    live: LiveConfig
     vault: Vault
     tls: TlsService
     wkd: WkdLookups | None  # None: routing.wkd is off
+
+    @property
+    def config(self) -> Config:
+        """The running configuration: the file's with the administrators' saved changes."""
+        return self.live.current()
 
     @property
     def verified_tls(self) -> TlsService | None:
@@ -79,8 +85,10 @@ def create_app(config: Config, vault: Vault | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.server.trusted_proxies,  # type: ignore[method-assign]
                                 x_proto=config.server.trusted_proxies)
     vault = vault or Vault.open(config)
+    from sealgate.server.admin.checks import CHECKS
+
     app.extensions["sealgate"] = Services(
-        config=config, vault=vault, tls=TlsService(vault, config),
+        live=LiveConfig(config, vault, checks=CHECKS), vault=vault, tls=TlsService(vault, config),
         wkd=WkdLookups(store_in_vault(vault)) if config.routing.wkd else None)
 
     from sealgate.server.addin_pages import addin_pages

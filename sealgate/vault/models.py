@@ -377,4 +377,83 @@ class TlsDelivery(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
+class Administrator(Base):
+    """Someone who runs Sealgate: signs in to the admin console with a password and an
+    authenticator app (always: TOTP is enforced), or with the organisation's Microsoft
+    sign-in when that is configured. Separate from portal accounts: a recipient can never
+    become an administrator by registering."""
+
+    __tablename__ = "administrators"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    address: Mapped[str] = mapped_column(String(ADDRESS), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    totp_key_version: Mapped[int | None] = mapped_column(Integer)
+    totp_wrapped: Mapped[bytes | None] = mapped_column(LargeBinary(128))
+    totp_enabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+
+    @property
+    def has_totp(self) -> bool:
+        return self.totp_enabled_at is not None
+
+
+class AdminSession(Base):
+    """A signed-in administrator's browser; the cookie holds a random secret, this its
+    digest. `mfa_at` is set once the authenticator code was checked: until then the session
+    may only finish signing in."""
+
+    __tablename__ = "admin_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    admin_id: Mapped[int] = mapped_column(
+        ForeignKey("administrators.id", ondelete="CASCADE"), index=True)
+    how: Mapped[str] = mapped_column(String(16), default="password")  # password, microsoft
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    seen_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    mfa_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class ApiKey(Base):
+    """A key for the admin JSON API: shown once, stored as a digest, limited to its scopes,
+    revocable. `prefix` (not secret) lets an administrator tell keys apart."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_by: Mapped[str] = mapped_column(String(ADDRESS))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class SettingsRevision(Base):
+    """The settings administrators changed in the console or the API, over the file: each
+    change is a new row holding the whole overlay (sealgate/settings.py), so the newest row
+    is what runs and the older ones are its history. The server and the milter poll for a
+    newer one and reload."""
+
+    __tablename__ = "settings_revisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(ADDRESS))
+    overlay: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The revision this change was made on: unique, so of two changes made on the same
+    # revision at once only one is stored (the other is told to reload).
+    parent: Mapped[int] = mapped_column(Integer, unique=True)
+
+
 Index("ix_audit_events_object", AuditEvent.object_type, AuditEvent.object_id)

@@ -199,11 +199,14 @@ def scan_draft(draft: Draft, config: Config, sender: str) -> dict[str, Any]:
 
 
 def _inspector(config: Config) -> Inspector | None:
-    """Built once per application: compiling the detectors takes a while."""
+    """Built once per DLP settings: compiling the detectors takes a while. The settings it
+    was built from are kept with it (so their identity cannot be reused): an administrator's
+    change makes a new one."""
     cache = current_app.extensions.setdefault("sealgate.dlp", {})
-    if "inspector" not in cache:
-        cache["inspector"] = Inspector.from_config(config)
-    return cache["inspector"]  # type: ignore[no-any-return]
+    built = cache.get("inspector")
+    if built is None or built[0] is not config.dlp:
+        built = cache["inspector"] = (config.dlp, Inspector.from_config(config))
+    return built[1]  # type: ignore[no-any-return]
 
 
 def scan_limits(config: Config) -> tuple[int, int]:
