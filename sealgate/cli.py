@@ -419,6 +419,116 @@ def audit_verify(ctx: Context) -> None:
                         f"in {report.events} event(s)")
 
 
+@cli.group("admin")
+def admin_group() -> None:
+    """Administrators of the admin console (/admin). Each signs in with a password and an
+    authenticator app, which they set up at their first sign-in."""
+
+
+def _new_password(address: str, organisation: str, from_stdin: bool) -> str:
+    from sealgate.crypto.passwords import weakness
+
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    problem = weakness(password, user_inputs=[address, organisation])
+    if problem:
+        raise click.ClickException(problem)
+    return password
+
+
+@admin_group.command("add")
+@click.argument("address")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@pass_context
+def admin_add(ctx: Context, address: str, password_stdin: bool) -> None:
+    """Make ADDRESS an administrator with a password."""
+    from sealgate.vault import admins
+
+    settings = ctx.config()
+    password = _new_password(address, settings.organisation.name, password_stdin)
+    vault = ctx.vault()
+    try:
+        with vault.database.writing() as session:
+            added = admins.add(session, address, password)
+            vault.record_in(session, OPERATOR, "admin.added", "administrator", added.address)
+    except admins.AdminError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        vault.close()
+    click.echo(f"{added.address} is an administrator: sign in at "
+               f"{settings.server.base_url}/admin/ and set up the authenticator app")
+
+
+@admin_group.command("password")
+@click.argument("address")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@pass_context
+def admin_password(ctx: Context, address: str, password_stdin: bool) -> None:
+    """Set a new password for an administrator (ends their sessions, lifts a lockout)."""
+    from datetime import UTC, datetime
+
+    from sealgate.vault import admins
+
+    settings = ctx.config()
+    password = _new_password(address, settings.organisation.name, password_stdin)
+    vault = ctx.vault()
+    try:
+        with vault.database.writing() as session:
+            found = admins.find(session, address)
+            if found is None:
+                raise click.ClickException(f"{address} is not an administrator")
+            admins.set_password(session, found, password, datetime.now(UTC))
+            vault.record_in(session, OPERATOR, "admin.password_set", "administrator",
+                            found.address)
+    finally:
+        vault.close()
+    click.echo(f"new password set for {address}")
+
+
+@admin_group.command("reset-authenticator")
+@click.argument("address")
+@pass_context
+def admin_reset_authenticator(ctx: Context, address: str) -> None:
+    """Forget an administrator's authenticator: they set up a new one at the next sign-in."""
+    from datetime import UTC, datetime
+
+    from sealgate.vault import admins
+
+    vault = ctx.vault()
+    try:
+        with vault.database.writing() as session:
+            found = admins.find(session, address)
+            if found is None:
+                raise click.ClickException(f"{address} is not an administrator")
+            admins.reset_totp(session, found, datetime.now(UTC))
+            vault.record_in(session, OPERATOR, "admin.totp_reset", "administrator",
+                            found.address)
+    finally:
+        vault.close()
+    click.echo(f"{address} sets up a new authenticator at the next sign-in")
+
+
+@admin_group.command("list")
+@pass_context
+def admin_list(ctx: Context) -> None:
+    """The administrators, with whether their authenticator is set up."""
+    from sqlalchemy import select
+
+    from sealgate.vault.models import Administrator
+
+    vault = ctx.vault()
+    try:
+        with vault.database.session() as session:
+            for found in session.scalars(select(Administrator).order_by(Administrator.address)):
+                state = "disabled" if found.disabled_at else (
+                    "authenticator set up" if found.has_totp else "no authenticator yet")
+                click.echo(f"{found.address}\t{state}")
+    finally:
+        vault.close()
+
+
 @cli.group("vault")
 def vault_group() -> None:
     """The sealed content."""

@@ -92,6 +92,7 @@ def create_app(config: Config, vault: Vault | None = None) -> Flask:
         wkd=WkdLookups(store_in_vault(vault)) if config.routing.wkd else None)
 
     from sealgate.server.addin_pages import addin_pages
+    from sealgate.server.admin import admin, admin_api
     from sealgate.server.api import api
     from sealgate.server.api.addin import addin
     from sealgate.server.api.internal import internal
@@ -109,10 +110,13 @@ def create_app(config: Config, vault: Vault | None = None) -> Flask:
     app.register_blueprint(portal)
     app.register_blueprint(held)
     app.register_blueprint(addin_pages)
+    app.register_blueprint(admin)
+    app.register_blueprint(admin_api)
     csrf = CSRFProtect(app)
     csrf.exempt(api)
     csrf.exempt(addin)  # bearer tokens, not cookies: nothing a foreign page could ride on
     csrf.exempt(internal)
+    csrf.exempt(admin_api)  # API keys in a header, not cookies
     limiter.init_app(app)
     babel = Babel()
     offered: list[str] = []

@@ -223,7 +223,7 @@ def enable_totp(session: Session, keyring: Keyring, account: PortalAccount, secr
                 code: str, now: datetime) -> list[str] | None:
     """Turn TOTP on once the visitor proves their app shows the right code; the recovery
     codes come back once, in the clear, and are stored only as digests."""
-    step = _matching_step(secret, code, now, after=None)
+    step = matching_step(secret, code, now, after=None)
     if step is None:
         return None
     account.totp_key_version, account.totp_wrapped = keyring.wrap(
@@ -248,7 +248,7 @@ def check_second_factor(session: Session, keyring: Keyring, account: PortalAccou
     if cleaned.isdigit():
         secret = keyring.unwrap(account.totp_key_version, account.totp_wrapped,
                                 _totp_context(account)).decode("ascii")
-        step = _matching_step(secret, cleaned, now, after=account.totp_last_step)
+        step = matching_step(secret, cleaned, now, after=account.totp_last_step)
         if step is not None:
             account.totp_last_step = step
             account.failed_logins = 0
@@ -273,7 +273,7 @@ def _use_recovery_code(session: Session, account: PortalAccount, typed: str,
     return bool(claimed.rowcount == 1)  # type: ignore[attr-defined]
 
 
-def _matching_step(secret: str, code: str, now: datetime, after: int | None) -> int | None:
+def matching_step(secret: str, code: str, now: datetime, after: int | None) -> int | None:
     """The time step (of 30 s) whose code this is, allowing one step of clock drift either
     way, and only steps later than the last one accepted: a code seen once is spent."""
     if not (code.isdigit() and len(code) == 6):
