@@ -41,11 +41,13 @@ class LiveConfig:
         self.checks = tuple(checks)
         self._lock = threading.Lock()
         self._config = base
-        self._revision = 0
+        self._revision = 0  # the revision whose settings run
+        self._seen = 0      # the newest revision looked at (it may have been refused)
         self._next_check = 0.0
 
     @property
     def revision(self) -> int:
+        """The revision whose settings run in this process."""
         self.current()
         return self._revision
 
@@ -59,9 +61,10 @@ class LiveConfig:
         return self._config
 
     def _refresh(self) -> None:
-        if stored.latest_revision(self.vault) == self._revision:
+        if stored.latest_revision(self.vault) == self._seen:
             return
         revision, overlay = stored.latest(self.vault)
+        self._seen = revision
         try:
             self._config = settings.effective(self.base, overlay)
         except settings.SettingsError as error:
@@ -71,8 +74,8 @@ class LiveConfig:
             log.error("settings revision %d cannot be used, keeping revision %d: %s",
                       revision, self._revision, error)
         else:
+            self._revision = revision
             log.info("running settings revision %d", revision)
-        self._revision = revision
 
     def overlay(self) -> tuple[int, dict[str, Any]]:
         return stored.latest(self.vault)
@@ -96,6 +99,6 @@ class LiveConfig:
             return Change(revision, after, {})
         saved = stored.save(self.vault, actor, new_overlay, revision, differences)
         with self._lock:
-            self._config, self._revision = after, saved
+            self._config, self._revision, self._seen = after, saved, saved
             self._next_check = time.monotonic() + self.check_every
         return Change(saved, after, differences)

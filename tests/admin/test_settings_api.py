@@ -92,3 +92,21 @@ def test_another_server_process_runs_the_change_within_seconds(
         time.sleep(0.2)
     page = other.test_client().get("/signin")
     assert b"St Elsewhere Hospital" in page.data
+
+
+def test_a_stored_revision_that_no_longer_validates_leaves_the_last_good_one_running(
+        app: Flask, vault: Vault) -> None:
+    """The file may change under a saved revision (or a row be written by hand): the process
+    keeps what it ran and says so in the log and the error counter."""
+    with app.app_context():
+        from sealgate.server.app import services
+        live = services().live
+    live.change("it@example.org", {"organisation": {"name": "Good Name"}})
+    with vault.database.writing() as db:
+        db.add(SettingsRevision(actor="hand", parent=1,
+                                overlay={"organisation": {"colour": "not a colour"}}))
+    live._next_check = 0  # as if check_every had passed
+    config = live.current()
+    assert config.organisation.name == "Good Name"
+    assert config.organisation.colour == "#1f4e79"
+    assert live.revision == 1  # the revision that runs; 2 was looked at and refused
