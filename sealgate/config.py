@@ -157,6 +157,9 @@ class MilterConfig(_Section):
     # Prometheus metrics of the milter on their own HOST:PORT (messages seen, triggered by
     # cause, verdict and DLP time); empty: none. Keep it on loopback.
     metrics_listen: Annotated[str, AfterValidator(_optional_host_port)] = ""
+    # How often the milter asks the server for settings the administrators changed (and
+    # reloads when there are); 0: never, only at start and on SIGHUP.
+    reload_seconds: float = Field(default=5.0, ge=0, le=3600)
 
 
 class PortalConfig(_Section):
@@ -253,6 +256,39 @@ class ExchangeConfig(_Section):
         if uses_tokens and self.app_only and not self.tenant_id:
             raise ValueError("app_only needs tenant_id")
         return self
+
+
+_TENANT_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+class AdminConfig(_Section):
+    """The admin console's sign-in. A password and an authenticator always work; Microsoft
+    sign-in (Entra ID, OpenID Connect) is an optional way in for existing administrators."""
+
+    microsoft_signin: bool = False
+    # The app registration to sign in with: a Web platform whose redirect URI is
+    # <server.base_url>/admin/signin/microsoft/callback. Both empty: Exchange's registration
+    # (exchange.client_id or addin.client_id, with exchange.client_secret or
+    # exchange.client_certificate).
+    client_id: str = ""
+    client_secret: str = ""
+    # The organisation's tenant id (a GUID): only its accounts may sign in.
+    tenant_id: str = ""
+    authority_host: Annotated[str, AfterValidator(_http_url)] = "https://login.microsoftonline.com"
+    # The CAs to trust for the sign-in service (a PEM file; empty: the system's).
+    ca_file: str = ""
+    # A Microsoft sign-in whose token says it used multi-factor authentication (amr "mfa")
+    # counts as both steps; without that claim, or when false, the authenticator code is
+    # asked as after a password.
+    require_mfa_claim: bool = True
+
+    @field_validator("tenant_id")
+    @classmethod
+    def _tenant_guid(cls, value: str) -> str:
+        if value and not _TENANT_ID.match(value.lower()):
+            raise ValueError("must be the directory (tenant) id, a GUID such as "
+                             "72f988bf-86f1-41af-91ab-2d7cd011db47")
+        return value.lower()
 
 
 _DETECTOR_NAME = r"^[A-Z][A-Z0-9_]{1,39}$"
@@ -475,6 +511,7 @@ class Config(_Section):
     outbound: OutboundConfig = Field(default_factory=OutboundConfig)
     addin: AddinConfig = Field(default_factory=AddinConfig)
     exchange: ExchangeConfig = Field(default_factory=ExchangeConfig)
+    admin: AdminConfig = Field(default_factory=AdminConfig)
     dlp: DlpConfig = Field(default_factory=DlpConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     dkim: DkimConfig = Field(default_factory=DkimConfig)
@@ -626,6 +663,7 @@ def load(home: str | os.PathLike[str] | None = None,
         origin = origins.get(dotted, str(file_path))
         raise ConfigError(describe(first, origin)) from None
     _check_dkim_key(loaded, origins.get("dkim.key", str(file_path)))
+    _check_admin_signin(loaded, origins, str(file_path))
     return loaded
 
 
@@ -639,6 +677,39 @@ def _check_dkim_key(loaded: Config, origin: str) -> None:
         check_private_key(read_key_file(loaded.path(loaded.dkim.key)))
     except DkimError as error:
         raise ConfigError(f"dkim.key = {loaded.dkim.key!r} (from {origin}): {error}") from None
+
+
+def _check_admin_signin(loaded: Config, origins: Mapping[str, str], file_origin: str) -> None:
+    """Microsoft sign-in for administrators: the tenant is set and is one of the
+    organisation's (addin.tenants, when listed), and there is an app registration to sign in
+    with. (Here rather than in AdminConfig, whose errors would print the whole section, secret
+    included.)"""
+    admin = loaded.admin
+    if bool(admin.client_id) != bool(admin.client_secret):
+        given, missing = ("admin.client_id", "admin.client_secret") if admin.client_id \
+            else ("admin.client_secret", "admin.client_id")
+        raise ConfigError(f"{given} is set without {missing} (from "
+                          f"{origins.get(given, file_origin)}): give both (the console's own app "
+                          "registration), or neither (Exchange's)")
+    if not admin.microsoft_signin:
+        return
+    if not admin.tenant_id:
+        origin = origins.get("admin.microsoft_signin", file_origin)
+        raise ConfigError(f"admin.microsoft_signin = true (from {origin}): needs "
+                          "admin.tenant_id, the organisation's tenant id")
+    tenants = [tenant.lower() for tenant in loaded.addin.tenants]
+    if tenants and admin.tenant_id not in tenants:
+        origin = origins.get("admin.tenant_id", file_origin)
+        raise ConfigError(f"admin.tenant_id = {admin.tenant_id!r} (from {origin}): must be one "
+                          f"of addin.tenants ({', '.join(loaded.addin.tenants)})")
+    exchange = loaded.exchange
+    if not admin.client_id and not ((exchange.client_id or loaded.addin.client_id)
+                                    and (exchange.client_secret or exchange.client_certificate)):
+        origin = origins.get("admin.microsoft_signin", file_origin)
+        raise ConfigError(f"admin.microsoft_signin = true (from {origin}): needs an app "
+                          "registration: admin.client_id and admin.client_secret, or Exchange's "
+                          "(exchange.client_id or addin.client_id, with exchange.client_secret "
+                          "or exchange.client_certificate)")
 
 
 INITIAL_CONFIG = """\
@@ -675,6 +746,9 @@ listen = "unix:milter.sock"
 subject_keywords = ["encrypt/"]
 # The MTA listener that does not run the milter (see deploy/postfix/master.cf.example).
 reinject = "127.0.0.1:10026"
+# Seconds between the milter's checks for settings changed in the admin console (0: only
+# at start and on SIGHUP, `systemctl reload sealgate-milter`).
+reload_seconds = 5
 
 [portal]
 # Every recipient must use an authenticator app (TOTP) as a second step.
@@ -708,6 +782,20 @@ jwks_url = "https://login.microsoftonline.com/common/discovery/v2.0/keys"
 issuer = "https://login.microsoftonline.com/{{tenant}}/v2.0"
 manifest_id = "{manifest_id}"
 max_scan_mb = 25
+
+[admin]
+# Administrators may also sign in with their Microsoft (Entra ID) account, matched by its
+# username or email to an existing administrator. The app registration needs the redirect
+# URI <base_url>/admin/signin/microsoft/callback; empty client_id and client_secret: the
+# [exchange] registration's. tenant_id: the organisation's tenant (one of addin.tenants).
+microsoft_signin = false
+client_id = ""
+client_secret = ""
+tenant_id = ""
+authority_host = "https://login.microsoftonline.com"
+# A sign-in Microsoft reports as multi-factor (amr "mfa") replaces the authenticator code;
+# false: the code is always asked.
+require_mfa_claim = true
 
 [dlp]
 # Data-leak prevention on outbound mail to external recipients. Curated packs: healthcare,

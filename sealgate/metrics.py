@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from sealgate.errors import SealgateError
 
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry, Counter, Histogram
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 TRIGGER_CAUSES = ("keyword", "tag", "dlp")
@@ -43,6 +43,7 @@ class Metrics:
     errors: Counter
     dlp_seconds: Histogram
     milter_verdict_seconds: Histogram
+    settings_revision: Gauge
 
 
 _lock = threading.Lock()
@@ -59,7 +60,7 @@ def metrics() -> Metrics:
 
 
 def _define() -> Metrics:
-    from prometheus_client import CollectorRegistry, Counter, Histogram
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
     registry = CollectorRegistry()
     found = Metrics(
@@ -90,6 +91,12 @@ def _define() -> Metrics:
         milter_verdict_seconds=Histogram(
             "sealgate_milter_verdict_seconds", "Time from end of message to the milter's verdict.",
             buckets=_SECONDS_BUCKETS, registry=registry),
+        # Over several server workers, the lowest revision a live one runs: a worker that
+        # lags or refused a revision shows.
+        settings_revision=Gauge(
+            "sealgate_settings_revision",
+            "The settings revision (administrators' changes) this process runs; 0: the file's.",
+            registry=registry, multiprocess_mode="livemin"),
     )
     # Every known series from the start, at zero: a rate over a series that appears only at its
     # first event misses that event.

@@ -1,5 +1,6 @@
-"""The milter's outbound calls: deposit with the server (HTTP) and re-inject a split copy
-into the MTA (SMTP). Each raises on failure; the caller turns that into a 4xx."""
+"""The milter's outbound calls: deposit with the server (HTTP), ask it for the settings
+administrators changed, and re-inject a split copy into the MTA (SMTP). Each raises on
+failure; the caller turns that into a 4xx (or, for settings, keeps the rules it has)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import http.client
 import json
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from sealgate import smtp
@@ -30,6 +33,12 @@ class Held(Exception):
 
 class TemporaryFailure(Exception):
     """Worth retrying later: the server is down, busy or failing."""
+
+
+@dataclass(frozen=True)
+class SettingsRevision:
+    revision: int  # 0: no change was ever saved; the file's settings run
+    overlay: dict[str, Any] | None  # None: the caller has this revision already
 
 
 class DepositClient:
@@ -55,12 +64,17 @@ class DepositClient:
         return connection
 
     def _post(self, route: str, body: bytes) -> tuple[int, bytes]:
-        headers = {"Content-Type": "application/json",
-                   "Authorization": f"Bearer {self._secret}"}
+        return self._request("POST", route, body)
+
+    def _request(self, method: str, route: str, body: bytes | None = None
+                 ) -> tuple[int, bytes]:
+        headers = {"Authorization": f"Bearer {self._secret}"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
         for attempt in (1, 2):
             connection = self._connection()
             try:
-                connection.request("POST", self._base + route, body, headers)
+                connection.request(method, self._base + route, body, headers)
                 response = connection.getresponse()
                 return response.status, response.read()
             except (http.client.RemoteDisconnected, BrokenPipeError,
@@ -76,6 +90,25 @@ class DepositClient:
                 self._local.connection = None
                 raise TemporaryFailure(f"server unreachable: {error}") from error
         raise AssertionError("unreachable")
+
+    def settings(self, have: int | None = None) -> SettingsRevision:
+        """The newest settings revision the administrators saved, with its overlay (None when
+        it is `have`: nothing changed)."""
+        status, payload = self._request(
+            "GET", "/settings" if have is None else f"/settings?have={have}")
+        if status != 200:
+            raise TemporaryFailure(f"server answered {status}: {payload[:200]!r}")
+        try:
+            answer = json.loads(payload)
+            revision = answer["revision"]
+            overlay = answer.get("overlay")
+            if not isinstance(revision, int) or not (overlay is None
+                                                     or isinstance(overlay, dict)):
+                raise ValueError("not a revision number and an object")
+        except (ValueError, KeyError, TypeError) as error:
+            raise TemporaryFailure(f"server answered settings the milter cannot read: "
+                                   f"{error}") from None
+        return SettingsRevision(revision, overlay)
 
     def deposit(self, raw: bytes, mail_from: str, recipients: Sequence[str],
                 subject: str, force_portal: bool = False) -> Deposited:

@@ -6,25 +6,27 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from email.utils import make_msgid
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import Milter
 import milter
 
-from sealgate import logs
-from sealgate.config import Config
+from sealgate import logs, settings
+from sealgate.config import Config, load
 from sealgate.crypto.harvest import is_signed
 from sealgate.dlp.inspect import Inspector, Report
-from sealgate.errors import ConfigError
+from sealgate.errors import ConfigError, SealgateError
 from sealgate.mail.dkim import DkimKey
 from sealgate.mail.message import InboundMessage
 from sealgate.mail.rewrite import Changes, plan
@@ -48,40 +50,59 @@ ACCEPT: int = Milter.ACCEPT
 REJECT: int = Milter.REJECT
 TEMPFAIL: int = Milter.TEMPFAIL
 DISCARD: int = Milter.DISCARD
+LIBMILTER_SIGNALS = {signal.SIGHUP, signal.SIGTERM, signal.SIGINT}
+
+# Until the server first answers, the reload thread asks this often.
+START_RETRY_SECONDS = 1.0
+
+# What the milter takes once, at start: a reload leaves these as they were.
+AT_START: dict[str, Callable[[Config], object]] = {
+    "milter.listen": lambda config: config.milter_socket,
+    "milter.socket_group": lambda config: config.milter.socket_group,
+    "milter.server_url": lambda config: config.deposit_url,
+    "milter.timeout": lambda config: config.milter.timeout,
+    "milter.metrics_listen": lambda config: config.milter.metrics_listen,
+    "internal_api.secret": lambda config: config.internal_api.secret,
+    "logging.format": lambda config: config.logging.format,
+}
 
 
-class Gateway:
-    """What every milter connection shares: configuration, policy, the server client."""
+def needs_restart(running: Config, new: Config) -> list[str]:
+    """The settings that differ in `new` but that only a restart applies."""
+    return [name for name, value in AT_START.items() if value(running) != value(new)]
 
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        # The portal keywords (`secure/`) trigger too, and ask for the portal.
-        self.portal_keywords = tuple(config.routing.portal_keywords)
-        self.policy = MailPolicy(keywords=(*config.milter.subject_keywords,
-                                           *self.portal_keywords),
-                                 internal_domains=tuple(config.organisation.domains),
-                                 mark_secret=config.internal_api.secret)
-        self.client = DepositClient(config.deposit_url, config.internal_api.secret,
-                                    config.milter.timeout)
-        self.return_address = config.return_address.lower()
-        self.harvest = config.routing.harvest_certificates
-        self.spool_dir = config.home / "spool"
-        self.spool_dir.mkdir(mode=0o700, exist_ok=True)
-        self.inspector = Inspector.from_config(config)
-        self.metrics = metrics()
-        # Re-injected copies from the organisation's domain are DKIM-signed (None: off).
-        self.dkim = DkimKey.from_config(config)
-        # DLP runs on threads Python made, not on libmilter's: pymilter gives its threads
-        # their own interpreter states, and Hyperscan's callback re-enters Python through the
-        # GIL-state API, which does not know them; mixing the two crashes the process.
-        self.dlp_threads = ThreadPoolExecutor(max(2, os.cpu_count() or 2),
-                                              thread_name_prefix="dlp")
 
-    def dlp(self, message: InboundMessage, external: Sequence[str]) -> Report:
-        assert self.inspector is not None
-        with self.metrics.dlp_seconds.time():
-            return self.dlp_threads.submit(self.inspector.message, message.raw(),
-                                           message.mail_from, external).result()
+@dataclass(frozen=True)
+class Rules:
+    """How a message is judged, made from one configuration and never changed: a reload makes
+    new Rules and swaps them in whole, and a message keeps the Rules it started with."""
+
+    revision: int  # the settings revision they were made from; 0: the file's settings alone
+    config: Config
+    policy: MailPolicy
+    # The portal keywords (`secure/`) trigger too, and ask for the portal.
+    portal_keywords: tuple[str, ...]
+    inspector: Inspector | None  # None: DLP is off
+    # Re-injected copies from the organisation's domain are DKIM-signed (None: off).
+    dkim: DkimKey | None
+    return_address: str
+    harvest: bool
+
+    @classmethod
+    def build(cls, config: Config, revision: int = 0) -> Rules:
+        """Raises what the parts raise: DLP patterns that do not compile, a DKIM key file
+        that cannot be read."""
+        portal_keywords = tuple(config.routing.portal_keywords)
+        return cls(
+            revision=revision, config=config,
+            policy=MailPolicy(keywords=(*config.milter.subject_keywords, *portal_keywords),
+                              internal_domains=tuple(config.organisation.domains),
+                              mark_secret=config.internal_api.secret),
+            portal_keywords=portal_keywords,
+            inspector=Inspector.from_config(config),
+            dkim=DkimKey.from_config(config),
+            return_address=config.return_address.lower(),
+            harvest=config.routing.harvest_certificates)
 
     def is_delivery_report(self, message: InboundMessage) -> bool:
         """Mail for Sealgate's return address only: the MTA's reports on verified-TLS copies
@@ -105,12 +126,134 @@ class Gateway:
             is_internal(r, self.policy.internal_domains) for r in message.recipients)
 
 
+class SettingsUnknown(Exception):
+    """The server has not yet said which settings run: no message is judged without them."""
+
+
+class Gateway:
+    """What every milter connection shares: the server client, the DLP threads, the metrics,
+    and the Rules for the next message, which a reload replaces whole.
+
+    The running settings are the file's with the newest revision administrators saved on top
+    (sealgate/settings.py). The reload thread asks the server for that revision every
+    milter.reload_seconds and reads the file again on SIGHUP; whatever fails (the server
+    unreachable, a revision that does not fit the file, DLP patterns that do not compile, a
+    key file gone) is logged and counted, and the running Rules stay."""
+
+    def __init__(self, config: Config,
+                 load_file: Callable[[], Config] | None = None) -> None:
+        self.client = DepositClient(config.deposit_url, config.internal_api.secret,
+                                    config.milter.timeout)
+        self.spool_dir = config.home / "spool"
+        self.spool_dir.mkdir(mode=0o700, exist_ok=True)
+        self.metrics = metrics()
+        # DLP runs on threads Python made, not on libmilter's: pymilter gives its threads
+        # their own interpreter states, and Hyperscan's callback re-enters Python through the
+        # GIL-state API, which does not know them; mixing the two crashes the process.
+        self.dlp_threads = ThreadPoolExecutor(max(2, os.cpu_count() or 2),
+                                              thread_name_prefix="dlp")
+        self._file = config  # the file and the environment, under every revision
+        self._load_file = load_file or (lambda: load(config.home))
+        # Made now so that a file the milter cannot use stops it at start, with the reason.
+        self._rules = Rules.build(config)
+        # The newest revision the server named (None: not asked yet); one that cannot be
+        # built is not tried again until a newer one comes, or SIGHUP.
+        self._seen: int | None = None
+        self._unreachable = False
+        self._reloading = threading.Lock()
+        self._reread_file = threading.Event()
+
+    @property
+    def running(self) -> Rules:
+        return self._rules
+
+    def rules(self) -> Rules:
+        """The Rules for a message starting now. Before the server has said which settings
+        run, the file's alone could miss a policy an administrator added: one attempt to ask
+        it now, else SettingsUnknown."""
+        if self._seen is None:
+            self.dlp_threads.submit(self.reload).result()  # on a thread of Python's own
+            if self._seen is None:
+                raise SettingsUnknown("the running settings are not known yet: the server "
+                                      "has not answered")
+        return self._rules
+
+    def dlp(self, inspector: Inspector, message: InboundMessage,
+            external: Sequence[str]) -> Report:
+        with self.metrics.dlp_seconds.time():
+            return self.dlp_threads.submit(inspector.message, message.raw(),
+                                           message.mail_from, external).result()
+
+    # -- reloading -------------------------------------------------------------------------
+
+    def request_file_reload(self) -> None:
+        """SIGHUP: read sealgate.toml again (on the reload thread; a signal handler must
+        not wait for the server)."""
+        self._reread_file.set()
+
+    def keep_reloading(self) -> None:
+        """The reload thread's loop."""
+        self.reload()
+        while True:
+            every = self._rules.config.milter.reload_seconds
+            wait = START_RETRY_SECONDS if self._seen is None else (every or None)
+            reread = self._reread_file.wait(wait)
+            if reread:  # cleared before the file is read: a SIGHUP from now on counts again
+                self._reread_file.clear()
+            self.reload(reread_file=reread)
+
+    def reload(self, reread_file: bool = False) -> None:
+        """Run the newest settings revision (with `reread_file`, over the file read again).
+        Never raises: a failure is logged and counted, and the running Rules stay."""
+        with self._reloading:
+            running = self._rules
+            try:
+                self._reload(reread_file)
+            except TemporaryFailure as error:
+                count_error("milter", "reload")
+                if self._unreachable and not reread_file:
+                    pass  # said once per outage
+                elif self._seen is None:  # starting: the server may well be starting too
+                    log.warning("waiting for the server to say which settings run (messages "
+                                "are deferred until it does): %s", error)
+                else:
+                    log.error("cannot ask the server for the running settings, still running "
+                              "revision %d: %s", running.revision, error)
+                self._unreachable = True
+            except Exception as error:  # whatever building the rules raised
+                count_error("milter", "reload")
+                log.error("settings %snot reloaded, still running revision %d: %s",
+                          "file " if reread_file else "", running.revision,
+                          error if isinstance(error, SealgateError)
+                          else f"{type(error).__name__}: {error}")
+
+    def _reload(self, reread_file: bool) -> None:
+        file = self._load_file() if reread_file else self._file
+        latest = self.client.settings(None if reread_file else self._seen)
+        if self._unreachable:
+            log.info("the server answers: settings revision %d is the newest", latest.revision)
+            self._unreachable = False
+        self._seen = latest.revision
+        if latest.overlay is None or (latest.revision == self._rules.revision
+                                      and not reread_file):
+            return  # nothing new
+        config = settings.effective(file, latest.overlay)
+        rules = Rules.build(config, latest.revision)
+        for name in needs_restart(self._rules.config, config):
+            log.warning("%s changed: the milter applies it when it restarts", name)
+        self._rules, self._file = rules, file
+        self.metrics.settings_revision.set(rules.revision)
+        log.info("running settings revision %d%s", rules.revision,
+                 ", with sealgate.toml read again" if reread_file else "")
+
+
 class SealgateMilter(Milter.Base):  # type: ignore[misc]
     """One SMTP connection. Every callback replies (no `noreply`): over inet: sockets a
     skipped reply costs a delayed-ACK stall per message."""
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        self.rules = gateway.running  # taken again at every MAIL FROM
         self._reset()
 
     def _reset(self) -> None:
@@ -129,6 +272,15 @@ class SealgateMilter(Milter.Base):  # type: ignore[misc]
         self._close_body()
         self._reset()
         self.mail_from = mail_from.strip("<>")
+        try:
+            # This message is judged by the Rules running now to its end, whatever a reload
+            # swaps in meanwhile.
+            self.rules = self.gateway.rules()
+        except SettingsUnknown as error:
+            log.warning("deferred a message from %s: %s", self.mail_from, error)
+            self.setreply("451", "4.3.0", "Sealgate cannot check its settings yet; "
+                                          "it will be retried")
+            return TEMPFAIL
         return CONTINUE
 
     def envrcpt(self, recipient: str, *_params: str) -> int:
@@ -143,7 +295,7 @@ class SealgateMilter(Milter.Base):  # type: ignore[misc]
         self.gateway.metrics.messages_seen.inc()
         # Mail that nothing could trigger is accepted right here; its body never crosses
         # the milter socket.
-        if not self.gateway.needs_body(self._message(b"")):
+        if not self.rules.needs_body(self._message(b"")):
             return ACCEPT
         self.spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed by _close_body
             SPOOL_IN_MEMORY, dir=str(self.gateway.spool_dir))
@@ -187,19 +339,20 @@ class SealgateMilter(Milter.Base):  # type: ignore[misc]
     def _end_of_message(self) -> int:
         self.spool.seek(0)
         message = self._message(self.spool.read())
-        gateway = self.gateway
-        if gateway.is_delivery_report(message):
+        gateway, rules = self.gateway, self.rules
+        if rules.is_delivery_report(message):
             gateway.client.delivery_report(message.raw())
             return DISCARD  # the server has what it needs; there is no mailbox to deliver to
-        if gateway.harvests(message):
+        if rules.harvests(message):
             try:
                 gateway.client.harvest(message.raw())
             except TemporaryFailure:  # a certificate is a bonus: the mail is never held up
                 log.warning("signed message from %s not offered for harvesting",
                             message.mail_from, exc_info=True)
         with gateway.metrics.milter_verdict_seconds.time():
-            verdict = decide(message, gateway.policy,
-                             gateway.dlp if gateway.inspector is not None else None)
+            verdict = decide(message, rules.policy,
+                             partial(gateway.dlp, rules.inspector)
+                             if rules.inspector is not None else None)
         for cause in _causes(verdict):
             gateway.metrics.messages_triggered.labels(cause=cause).inc()
         if verdict.dlp is not None and verdict.dlp.action is not None:
@@ -222,15 +375,15 @@ class SealgateMilter(Milter.Base):  # type: ignore[misc]
             # The vault has it, durably: the MTA may drop its copy.
             return DISCARD
         message, added_headers = message.with_message_id(
-            make_msgid(domain=gateway.config.organisation.domains[0]))
+            make_msgid(domain=rules.config.organisation.domains[0]))
         deposited = None
         if verdict.external:
             try:
                 deposited = gateway.client.deposit(
                     message.raw(), message.mail_from, verdict.external,
                     verdict.display_subject,
-                    force_portal=bool(gateway.portal_keywords) and find_keyword(
-                        message.subject, gateway.portal_keywords) is not None)
+                    force_portal=bool(rules.portal_keywords) and find_keyword(
+                        message.subject, rules.portal_keywords) is not None)
             except Held as held:
                 log.info("held message from %s as %s: %s", message.mail_from, held.hold_id,
                          held)
@@ -238,7 +391,7 @@ class SealgateMilter(Milter.Base):  # type: ignore[misc]
                     return DISCARD  # the vault has it, durably
                 # Colleagues still get it; the held copy waits for the outside recipients.
                 verdict = replace(verdict, external=())
-                changes = replace(plan(message, verdict, None, gateway.policy.mark_secret),
+                changes = replace(plan(message, verdict, None, rules.policy.mark_secret),
                                   remove_recipients=tuple(
                                       r for r in message.recipients
                                       if r not in verdict.internal))
@@ -246,12 +399,12 @@ class SealgateMilter(Milter.Base):  # type: ignore[misc]
                     self.addheader(name, value)
                 self._apply(changes)
                 return ACCEPT
-        changes = plan(message, verdict, deposited, gateway.policy.mark_secret)
+        changes = plan(message, verdict, deposited, rules.policy.mark_secret)
         for copy in changes.reinjections:
             # Before this transaction is acknowledged: if re-injection fails the whole
             # message is retried (at worst a second copy, never a lost one).
-            reinject(gateway.config.milter.reinject, copy, gateway.config.milter.timeout,
-                     signer=gateway.dkim)
+            reinject(rules.config.milter.reinject, copy, rules.config.milter.timeout,
+                     signer=rules.dkim)
         log.info("protected message from %s: %s; external %d, internal %d, deposit %s, "
                  "encrypted copies %s", message.mail_from, ", ".join(verdict.reasons),
                  len(verdict.external), len(verdict.internal),
@@ -367,6 +520,10 @@ def _open_socket_without_nagle(port: int) -> None:
 
 
 def run_milter(config: Config) -> None:
+    # libmilter waits for these on a thread of its own, and each one stops it, SIGHUP too.
+    # Blocked here, they are blocked in every thread made from now on, which leaves SIGHUP
+    # to this main thread alone once it unblocks it (see _serve).
+    signal.pthread_sigmask(signal.SIG_BLOCK, LIBMILTER_SIGNALS)
     logs.setup(config.logging.format, "sealgate-milter")
     gateway = Gateway(config)
     if config.milter.metrics_listen:
@@ -374,6 +531,7 @@ def run_milter(config: Config) -> None:
 
         host, _, port = config.milter.metrics_listen.rpartition(":")
         start_http_server(int(port), host.strip("[]"), registry=gateway.metrics.registry)
+    threading.Thread(target=gateway.keep_reloading, name="reload", daemon=True).start()
     address = config.milter_socket
     if address.startswith("inet"):
         _open_socket_without_nagle(int(address.partition(":")[2].partition("@")[0]))
@@ -390,4 +548,28 @@ def run_milter(config: Config) -> None:
     # An exception escaping any callback (eom catches its own) defers the message.
     milter.set_exception_policy(milter.TEMPFAIL)
     log.info("listening on %s, depositing with %s", address, config.deposit_url)
-    Milter.runmilter("sealgate", address, timeout=int(config.milter.timeout) + 30)
+    _serve(gateway, lambda: Milter.runmilter("sealgate", address,
+                                             timeout=int(config.milter.timeout) + 30))
+
+
+def _serve(gateway: Gateway, serve: Callable[[], None]) -> None:
+    """Run libmilter on a thread of its own while this main thread takes SIGHUP: Linux offers
+    a signal sent to the process to its main thread first, when that thread does not block
+    it, and libmilter's signal thread (which would stop the milter) gets it only otherwise.
+    SIGTERM and SIGINT stay blocked here: libmilter takes those, and stops."""
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            serve()
+        except BaseException as error:  # for the main thread to raise
+            failed.append(error)
+
+    signal.signal(signal.SIGHUP, lambda _number, _frame: gateway.request_file_reload())
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
+    serving = threading.Thread(target=run, name="libmilter")
+    serving.start()
+    while serving.is_alive():
+        serving.join(1.0)  # wakes for the SIGHUP handler, which Python runs on this thread
+    if failed:
+        raise failed[0]

@@ -14,7 +14,7 @@ from typing import Any
 
 from sealgate import settings
 from sealgate.config import Config
-from sealgate.metrics import count_error
+from sealgate.metrics import count_error, metrics
 from sealgate.vault import settings as stored
 from sealgate.vault.vault import Vault
 
@@ -75,6 +75,7 @@ class LiveConfig:
                       revision, self._revision, error)
         else:
             self._revision = revision
+            metrics().settings_revision.set(revision)
             log.info("running settings revision %d", revision)
 
     def overlay(self) -> tuple[int, dict[str, Any]]:
@@ -90,7 +91,12 @@ class LiveConfig:
             raise stored.StaleRevision("the settings were changed by someone else "
                                        "meanwhile: reload and make the change again")
         new_overlay = settings.merged(overlay, changes)
-        before = settings.effective(self.base, overlay)
+        try:
+            before = settings.effective(self.base, overlay)
+        except settings.SettingsError:
+            # A stored revision that no longer validates must still be repairable: compare
+            # with what runs; its wrong key is named when `after` is checked.
+            before = self.current()
         after = settings.effective(self.base, new_overlay)
         for check in self.checks:
             check(before, after)
@@ -101,4 +107,5 @@ class LiveConfig:
         with self._lock:
             self._config, self._revision, self._seen = after, saved, saved
             self._next_check = time.monotonic() + self.check_every
+        metrics().settings_revision.set(saved)
         return Change(saved, after, differences)

@@ -15,9 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import dns.nameserver
-import dns.resolver
-
+from sealgate import dns_lookup
 from sealgate.config import Config
 from sealgate.mail import dsn
 from sealgate.routing import mta
@@ -198,14 +196,7 @@ def _detail(status: dsn.RecipientStatus) -> str:
 
 def _prober(config: Config) -> Prober:
     routing = config.routing
-    resolver = dns.resolver.Resolver(configure=not routing.dns_servers)
-    if routing.dns_servers:
-        servers: list[str | dns.nameserver.Nameserver] = []
-        for server in routing.dns_servers:
-            address, _, port = server.rpartition(":") if server.count(":") == 1 \
-                else (server, "", "53")
-            servers.append(dns.nameserver.Do53Nameserver(address, int(port)))
-        resolver.nameservers = servers
+    resolver = dns_lookup.resolver(routing.dns_servers)
     cafile = str(config.path(routing.tls_ca_file)) if routing.tls_ca_file else None
 
     def context() -> ssl.SSLContext:

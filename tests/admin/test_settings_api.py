@@ -110,3 +110,25 @@ def test_a_stored_revision_that_no_longer_validates_leaves_the_last_good_one_run
     assert config.organisation.name == "Good Name"
     assert config.organisation.colour == "#1f4e79"
     assert live.revision == 1  # the revision that runs; 2 was looked at and refused
+
+
+def test_a_bad_stored_revision_can_be_repaired_from_the_console(
+        app: Flask, vault: Vault) -> None:
+    with app.app_context():
+        from sealgate.server.app import services
+        live = services().live
+    with vault.database.writing() as db:
+        db.add(SettingsRevision(actor="hand", parent=0,
+                                overlay={"organisation": {"colour": "not a colour"}}))
+    live._next_check = 0
+    assert live.current().organisation.colour == "#1f4e79"
+    from sealgate.settings import SettingsError
+    try:
+        live.change("it@example.org", {"portal": {"expiry_days": 7}})
+    except SettingsError as error:  # the stored wrong key is named, to be fixed
+        assert "organisation.colour" in str(error)
+    else:
+        raise AssertionError("a change on top of a wrong stored value was accepted")
+    repaired = live.change("it@example.org", {"organisation": {"colour": None},
+                                              "portal": {"expiry_days": 7}})
+    assert repaired.revision == 2 and live.current().portal.expiry_days == 7

@@ -34,6 +34,7 @@ from sealgate.server.links import hold_link, tracking_link
 from sealgate.server.outbox import send_after_response
 from sealgate.server.routing import NoMethod, route
 from sealgate.vault import holds, recipient_keys
+from sealgate.vault import settings as settings_store
 from sealgate.vault.models import KeyKind
 from sealgate.vault.vault import Vault
 
@@ -79,6 +80,21 @@ def _message(payload: dict[str, Any]) -> bytes:
     except (binascii.Error, ValueError):
         abort(400, description="'message' is not base64")
     return raw
+
+
+@internal.get("/settings")
+def running_settings() -> Response:
+    """The newest settings revision the administrators saved, and its overlay, for the milter,
+    which builds its rules from them (over its own file) and polls: when `have` is already
+    the newest, only the number, so a poll costs one small query."""
+    have = request.args.get("have", "")
+    if have and not (have.isascii() and have.isdigit()):
+        abort(400, description="'have' must be a settings revision number")
+    vault = services().vault
+    if have and int(have) == settings_store.latest_revision(vault):
+        return jsonify(revision=int(have))
+    revision, overlay = settings_store.latest(vault)
+    return jsonify(revision=revision, overlay=overlay)
 
 
 @internal.post("/deposits")
