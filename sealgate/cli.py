@@ -491,7 +491,11 @@ def admin_password(ctx: Context, address: str, password_stdin: bool) -> None:
 @click.argument("address")
 @pass_context
 def admin_reset_authenticator(ctx: Context, address: str) -> None:
-    """Forget an administrator's authenticator: they set up a new one at the next sign-in."""
+    """Forget an administrator's authenticator: they set up a new one at the next sign-in
+    (with their password). Also unbinds their Microsoft account, if one is bound, and ends
+    their sessions: use it too when that account may be compromised. Once the new
+    authenticator is set up, their next Microsoft sign-in binds the account again after
+    they type the authenticator's code."""
     from datetime import UTC, datetime
 
     from sealgate.vault import admins
@@ -502,12 +506,14 @@ def admin_reset_authenticator(ctx: Context, address: str) -> None:
             found = admins.find(session, address)
             if found is None:
                 raise click.ClickException(f"{address} is not an administrator")
+            unbound = found.microsoft_oid
             admins.reset_totp(session, found, datetime.now(UTC))
             vault.record_in(session, OPERATOR, "admin.totp_reset", "administrator",
-                            found.address)
+                            found.address, {"microsoft_unbound": unbound} if unbound else {})
     finally:
         vault.close()
-    click.echo(f"{address} sets up a new authenticator at the next sign-in")
+    click.echo(f"{address} sets up a new authenticator at the next sign-in"
+               + ("; their Microsoft account is unbound" if unbound else ""))
 
 
 @admin_group.command("list")
@@ -584,50 +590,26 @@ def recipient_keys_import(ctx: Context, path: str, address: str | None) -> None:
     from datetime import UTC, datetime
 
     from sealgate.vault import recipient_keys
-    from sealgate.vault.models import KeyKind
 
     try:
         data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
     except OSError as error:
         raise click.ClickException(f"cannot read {path}: {error.strerror}") from None
-    now = datetime.now(UTC)
-    kind, addresses, fingerprint, not_after, problems = _key_facts(data, now)
-    if kind is None:
-        raise SealgateError(f"{path} is neither an X.509 certificate nor an OpenPGP key")
-    if problems:
-        raise SealgateError(f"{path} cannot be used: {'; '.join(problems)}")
-    chosen = [address.lower()] if address else [a.lower() for a in addresses]
-    if address and address.lower() not in (a.lower() for a in addresses):
-        raise SealgateError(f"{path} is not for {address} (it names: "
-                            f"{', '.join(addresses) or 'no address'})")
+    facts = recipient_keys.key_facts(data, datetime.now(UTC))
+    try:  # the same rules as the admin console's import
+        chosen = recipient_keys.owners(facts, address)
+    except recipient_keys.KeyRefused as refusal:
+        raise SealgateError(f"{path} {refusal}") from None
+    assert facts.kind is not None
     vault = ctx.vault()
     try:
         for owner in chosen:
-            added = recipient_keys.put(vault, OPERATOR, owner, KeyKind(kind), fingerprint,
-                                       data, not_after)
-            click.echo(f"{'added' if added else 'already on file'}: {kind} {fingerprint} "
-                       f"for {owner}")
+            added = recipient_keys.put(vault, OPERATOR, owner, facts.kind, facts.fingerprint,
+                                       data, facts.not_after)
+            click.echo(f"{'added' if added else 'already on file'}: {facts.kind} "
+                       f"{facts.fingerprint} for {owner}")
     finally:
         vault.close()
-
-
-def _key_facts(data: bytes, now: Any) -> tuple[str | None, tuple[str, ...], str, Any,
-                                                 tuple[str, ...]]:
-    """(kind, addresses, fingerprint, not_after, problems) of a certificate or key."""
-    from sealgate.crypto import smime
-
-    certificate = smime.certificate_info(data, now)
-    if certificate.problems != ("not a certificate",):
-        return ("smime", certificate.addresses, certificate.fingerprint_sha256,
-                certificate.not_after, certificate.problems)
-    try:
-        from sealgate.crypto import pgp
-    except ImportError:  # pragma: no cover - the OpenPGP library is optional
-        return None, (), "", None, ()
-    key = pgp.key_info(data, now)
-    if "not an OpenPGP key" in key.problems:
-        return None, (), "", None, ()
-    return "pgp", key.addresses, key.fingerprint, key.expires, key.problems
 
 
 @recipient_keys_group.command("list")
@@ -798,6 +780,7 @@ def dns_check(ctx: Context, domain: str, nameserver: str | None, timeout: float)
     import ipaddress
     from urllib.parse import urlsplit
 
+    from sealgate.dns_lookup import txt
     from sealgate.mail import dkim
 
     settings = ctx.config()
@@ -821,15 +804,15 @@ def dns_check(ctx: Context, domain: str, nameserver: str | None, timeout: float)
     if key is not None:
         click.echo(f"  {dkim_name}.  TXT  \"{key.record()}\"")
     click.echo(f"  {dmarc_name}.  TXT  \"{dkim.dmarc_advice(domain)}\"")
-    findings = [dkim.check_spf(domain, _txt(resolver, domain))]
+    findings = [dkim.check_spf(domain, txt(resolver, domain))]
     if key is None:
         findings.append(dkim.Finding(False, "DKIM: no key configured (dkim.key): run "
                                             "`sealgate dkim init`"))
     else:
         if not (domain == key.domain or domain.endswith("." + key.domain)):
             click.echo(f"  (Sealgate signs with d={key.domain}: its record belongs there)")
-        findings.append(dkim.check_dkim(dkim_name, _txt(resolver, dkim_name), key))
-    findings.append(dkim.check_dmarc(dmarc_name, _txt(resolver, dmarc_name)))
+        findings.append(dkim.check_dkim(dkim_name, txt(resolver, dkim_name), key))
+    findings.append(dkim.check_dmarc(dmarc_name, txt(resolver, dmarc_name)))
     click.echo("Published:")
     for finding in findings:
         click.echo(f"  {'ok  ' if finding.ok else 'FAIL'}  {finding.line}")
@@ -839,37 +822,14 @@ def dns_check(ctx: Context, domain: str, nameserver: str | None, timeout: float)
 
 
 def _resolver(nameserver: str | None, timeout: float) -> Any:
-    import dns.resolver
+    from sealgate.dns_lookup import DnsError, resolver
 
     try:
-        resolver = dns.resolver.Resolver(configure=nameserver is None)
-    except dns.resolver.NoResolverConfiguration:
-        raise SealgateError("no DNS resolver is configured: give --nameserver") from None
-    if nameserver is not None:
-        address, _, port_text = nameserver.rpartition(":") if nameserver.count(":") == 1 \
-            else (nameserver, "", "")
-        if not port_text.isdigit() and port_text:
-            raise click.BadParameter(f"{nameserver!r} is not IP[:PORT]",
-                                     param_hint="--nameserver")
-        resolver.nameservers = [address]
-        if port_text:
-            resolver.port = int(port_text)
-    resolver.timeout = resolver.lifetime = timeout
-    return resolver
-
-
-def _txt(resolver: Any, name: str) -> list[str]:
-    """The TXT strings at `name` (each record's strings joined); none when nothing is there."""
-    import dns.exception
-    import dns.resolver
-
-    try:
-        answer = resolver.resolve(name, "TXT", search=False)
-    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-        return []
-    except dns.exception.DNSException as error:
-        raise SealgateError(f"cannot look up TXT {name}: {error}") from None
-    return [b"".join(record.strings).decode("utf-8", "replace") for record in answer]
+        return resolver([nameserver] if nameserver is not None else [], timeout)
+    except DnsError as error:
+        if nameserver is not None:
+            raise click.BadParameter(str(error), param_hint="--nameserver") from None
+        raise SealgateError(f"{error}: give --nameserver") from None
 
 
 @cli.group()

@@ -2,14 +2,18 @@
 notice, signed like the tracking link): what was found, masked, and the choice of sending
 it securely, sending it as is (only where the policy allows) or discarding it.
 
-A decision is carried out once (vault/holds.py: claim, hand over, decide). The held
-content is deleted only after the MTA has taken what it became; a failed hand-over leaves
-the hold undecided with its content, and the page asks to try again."""
+A decision is carried out once (vault/holds.py: claim, hand over, decide), by
+`carry_out_decision`, which the admin console's quarantine uses too. The held content is
+deleted only after the MTA has taken what it became; a failed hand-over leaves the hold
+undecided with its content, and the page asks to try again."""
 
 from __future__ import annotations
 
+import enum
 import logging
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import make_msgid
 from functools import partial
@@ -87,54 +91,113 @@ def decide(token: str) -> ResponseReturnValue:
     form = DecisionForm()
     if not form.validate_on_submit():
         abort(400, description=_("Choose what should happen to the message."))
-    choice = str(form.choice.data)
+    outcome = carry_out_decision(services(), hold.id, str(form.choice.data), hold.sender,
+                                 ip=request.remote_addr or "")
+    shown = outcome.hold or hold
+    match outcome.result:
+        case Result.DONE:
+            log.info("hold %s: %s by its sender", shown.id, shown.decision)
+            response = make_response(_outcome(shown, 200))
+            if outcome.after is not None:
+                response.call_on_close(outcome.after)
+            return response
+        case Result.ALREADY_DECIDED:
+            return _outcome(shown, 409, again=True)
+        case Result.EXPIRED:
+            return _outcome(shown, 410)
+        case Result.NOT_ALLOWED:
+            abort(403, description=_("The policy that held this message does not allow "
+                                     "sending it as is. Send it securely, or discard it."))
+        case Result.BUSY:
+            return _page(shown, 409, _("Your decision is being carried out"), _(
+                "A decision on this message is being carried out right now. Reload this page "
+                "in a minute to see the outcome."), retry=True)
+        case Result.NOT_TAKEN:
+            return _page(shown, 503, _("Please try again"), _(
+                "The mail server did not take the message, so nothing was sent and the "
+                "message is still held. Please try again in a few minutes."), retry=True)
+        case Result.UNSENDABLE:
+            return _page(shown, 422, _("This message cannot be sent securely"), _(
+                "Its structure cannot be read faithfully (%(reason)s). It is still held: send "
+                "it as is if the policy allows, or discard it.", reason=outcome.reason),
+                retry=True)
+        case Result.NO_METHOD:
+            return _page(shown, 422, _("There is still no secure way to send it"), _(
+                "%(reason)s. It is still held: try again once a certificate or key for them "
+                "is on file, or discard it.", reason=outcome.reason), retry=True)
+    abort(404)  # NOT_FOUND: gone between the link's check and the decision
+
+
+class Result(enum.Enum):
+    """What became of a decision (carry_out_decision)."""
+
+    DONE = "done"  # carried out and recorded: `hold.decision` says which
+    NOT_FOUND = "not_found"
+    ALREADY_DECIDED = "already_decided"  # decided before (or found expired and discarded)
+    EXPIRED = "expired"  # expired while being claimed: discarded now
+    NOT_ALLOWED = "not_allowed"  # send as is, which the policy does not allow the sender
+    BUSY = "busy"  # another decision on it is being carried out
+    NOT_TAKEN = "not_taken"  # the MTA did not take the mail: still held, try again
+    UNSENDABLE = "unsendable"  # its MIME cannot be read faithfully to send it securely
+    NO_METHOD = "no_method"  # some recipient has no secure method yet
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: Result
+    hold: Hold | None  # as it is now (None: no such hold)
+    reason: str = ""  # for UNSENDABLE and NO_METHOD, in words
+    after: Callable[[], None] | None = None  # run once the answer is sent (tell the sender)
+
+
+def carry_out_decision(service: Services, hold_id: uuid.UUID, choice: str, actor: str, *,
+                       by_admin: bool = False, ip: str = "") -> Outcome:
+    """Decide a hold and carry the decision out: claim it, hand the mail over, then record
+    the decision (deleting the held content). Whoever decides (its sender through the
+    decision page, or an administrator) goes through here, so a decision is made once and
+    a failed hand-over leaves the hold as it was. An administrator may send it as is even
+    where the policy does not let the sender: the audit event then says `override`."""
+    assert choice in _DECISIONS, choice
+    hold = holds.find(service.vault, hold_id)
+    if hold is None:
+        return Outcome(Result.NOT_FOUND, None)
     hold = _expired_now(hold)
     if hold.decision is not None:
-        return _outcome(hold, 409, again=True)
-    if choice == SEND_AS_IS and not hold.allow_send_as_is:
-        service = services()
-        service.vault.record(hold.sender, "hold.refused", "hold", str(hold.id),
-                             {"choice": choice, "ip": request.remote_addr or ""})
-        abort(403, description=_("The policy that held this message does not allow sending it "
-                                 "as is. Send it securely, or discard it."))
-    service = services()
+        return Outcome(Result.ALREADY_DECIDED, hold)
+    override = choice == SEND_AS_IS and not hold.allow_send_as_is
+    if override and not by_admin:
+        service.vault.record(actor, "hold.refused", "hold", str(hold.id),
+                             {"choice": choice, "ip": ip})
+        return Outcome(Result.NOT_ALLOWED, hold)
     try:
         holds.claim(service.vault, hold.id, now())
     except holds.AlreadyDecided as refusal:
-        return _outcome(refusal.hold, 409, again=True)
+        return Outcome(Result.ALREADY_DECIDED, refusal.hold)
     except holds.HoldExpired:
-        return _outcome(_expired_now(hold), 410)
-    except holds.HoldBusy:
-        return _page(hold, 409, _("Your decision is being carried out"), _(
-            "A decision on this message is being carried out right now. Reload this page in "
-            "a minute to see the outcome."), retry=True)
+        return Outcome(Result.EXPIRED, _expired_now(hold))
+    except holds.HoldBusy as refusal:
+        return Outcome(Result.BUSY, refusal.hold)
     try:
         details, after = _carry_out(service, hold, choice)
     except DeliveryError:
         holds.release(service.vault, hold.id)
-        return _page(hold, 503, _("Please try again"), _(
-            "The mail server did not take the message, so nothing was sent and the message is "
-            "still held. Please try again in a few minutes."), retry=True)
+        return Outcome(Result.NOT_TAKEN, hold)
     except _Unsendable as problem:
         holds.release(service.vault, hold.id)
-        return _page(hold, 422, _("This message cannot be sent securely"), _(
-            "Its structure cannot be read faithfully (%(reason)s). It is still held: send it "
-            "as is if the policy allows, or discard it.", reason=str(problem)), retry=True)
+        return Outcome(Result.UNSENDABLE, hold, str(problem))
     except _NoMethodYet as problem:
         holds.release(service.vault, hold.id)
-        return _page(hold, 422, _("There is still no secure way to send it"), _(
-            "%(reason)s. It is still held: try again once a certificate or key for them is "
-            "on file, or discard it.", reason=str(problem)), retry=True)
+        return Outcome(Result.NO_METHOD, hold, str(problem))
     except BaseException:
         holds.release(service.vault, hold.id)
         raise
-    decided = holds.decide(service.vault, hold.id, _DECISIONS[choice], hold.sender, now(),
-                           details)
-    log.info("hold %s: %s by its sender", hold.id, decided.decision)
-    response = make_response(_outcome(decided, 200))
-    if after is not None:
-        response.call_on_close(after)
-    return response
+    if by_admin:  # the sender's own decisions need no saying who or what it was before
+        details = {**details, "by": "administrator", "ip": ip,
+                   "state": {"before": "held", "after": str(_DECISIONS[choice])}}
+        if override:
+            details["override"] = "the policy does not allow its sender to send it as is"
+    decided = holds.decide(service.vault, hold.id, _DECISIONS[choice], actor, now(), details)
+    return Outcome(Result.DONE, decided, after=after)
 
 
 def _hold(token: str) -> Hold:

@@ -2,9 +2,10 @@
 
 Administrators sign in with a password (argon2id) and, always, an authenticator app: TOTP is
 enforced, and a session that has not passed it may only finish signing in. Failures count
-towards a lockout. API keys are random, shown once, stored as a SHA-256 digest, limited to
-their scopes and revocable. Every function works inside the caller's database session and
-takes the time as a value."""
+towards a lockout. Or they sign in with the organisation's Microsoft account, bound to them
+by its object id after an authenticator code. API keys are random, shown once, stored as a
+SHA-256 digest, limited to their scopes and revocable. Every function works inside the
+caller's database session and takes the time as a value."""
 
 from __future__ import annotations
 
@@ -83,9 +84,12 @@ def set_password(session: Session, admin: Administrator, password: str, now: dat
 
 
 def reset_totp(session: Session, admin: Administrator, now: datetime) -> None:
-    """The authenticator is lost: the next sign-in enrols a new one."""
+    """The authenticator is lost (or the administrator's sign-in is in doubt): the next
+    sign-in enrols a new one, and the Microsoft account is unbound, to be bound again only
+    after that new authenticator's code."""
     admin.totp_key_version = admin.totp_wrapped = admin.totp_enabled_at = None
     admin.totp_last_step = None
+    admin.microsoft_oid = None
     end_sessions(session, admin, now)
 
 
@@ -145,6 +149,85 @@ def check_totp(keyring: Keyring, admin: Administrator, typed: str, now: datetime
     admin.totp_last_step = step
     admin.failed_logins = 0
     return Check.OK
+
+
+# -- Microsoft sign-in ---------------------------------------------------------------------
+
+class MicrosoftRefusal(enum.Enum):
+    """Why a Microsoft account does not sign in as an administrator (for the audit trail)."""
+
+    NOBODY = "no administrator with this account"
+    DISABLED = "disabled"
+    OTHER_ACCOUNT = "the administrator is bound to another Microsoft account"
+    NO_AUTHENTICATOR = "no authenticator to confirm the first Microsoft sign-in"
+    TAKEN = "the Microsoft account is bound to another administrator"
+
+
+class MicrosoftRefused(AdminError):
+    def __init__(self, reason: MicrosoftRefusal, admin: Administrator | None = None) -> None:
+        super().__init__(reason.value)
+        self.reason = reason
+        self.address = admin.address if admin is not None else None
+
+
+@dataclass(frozen=True)
+class MicrosoftMatch:
+    """The administrator a Microsoft account signs in as; `binding`: the account is not
+    bound yet, and will be once this sign-in has passed the authenticator code."""
+
+    admin: Administrator
+    binding: bool
+
+
+def find_by_microsoft(session: Session, oid: str) -> Administrator | None:
+    return session.scalars(select(Administrator).where(
+        Administrator.microsoft_oid == oid)).first()
+
+
+def find_for_microsoft(session: Session, oid: str, names: Iterable[str]) -> MicrosoftMatch:
+    """The administrator that the Microsoft account `oid` (its object id in the
+    organisation's tenant; its names, `names`) signs in as, or MicrosoftRefused.
+
+    The account bound to an administrator is that administrator, whatever its names say
+    now: anyone who may rename users in the tenant can change the names, not the object
+    id. An account bound to nobody is matched by its names, and only to an administrator
+    bound to no other account who already has an authenticator: that sign-in must pass the
+    authenticator code whatever Microsoft says, and only then is the account bound
+    (`bind_microsoft`)."""
+    bound = find_by_microsoft(session, oid)
+    if bound is not None:
+        _usable(bound)
+        return MicrosoftMatch(bound, binding=False)
+    named = next((found for found in (find(session, name) for name in names)
+                  if found is not None), None)
+    if named is None:
+        raise MicrosoftRefused(MicrosoftRefusal.NOBODY)
+    _usable(named)
+    if named.microsoft_oid is not None:
+        raise MicrosoftRefused(MicrosoftRefusal.OTHER_ACCOUNT, named)
+    if not named.has_totp:
+        raise MicrosoftRefused(MicrosoftRefusal.NO_AUTHENTICATOR, named)
+    return MicrosoftMatch(named, binding=True)
+
+
+def _usable(admin: Administrator) -> None:
+    if admin.disabled_at is not None:
+        raise MicrosoftRefused(MicrosoftRefusal.DISABLED, admin)
+
+
+def bind_microsoft(session: Session, admin: Administrator, oid: str) -> None:
+    """Bind the Microsoft account `oid` to the administrator (once its sign-in passed the
+    authenticator code). Refused if, since it was matched, the account was bound to another
+    administrator or the administrator to another account; the unique constraint settles
+    a race between two sign-ins (IntegrityError here, at the flush)."""
+    if admin.microsoft_oid == oid:
+        return
+    if admin.microsoft_oid is not None:
+        raise MicrosoftRefused(MicrosoftRefusal.OTHER_ACCOUNT, admin)
+    if find_by_microsoft(session, oid) is not None:
+        raise MicrosoftRefused(MicrosoftRefusal.TAKEN, admin)
+    admin.microsoft_oid = oid
+    session.flush()
 
 
 # -- sessions ------------------------------------------------------------------------------

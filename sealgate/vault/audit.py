@@ -8,13 +8,14 @@ the end; and without the keyring's audit key nobody can write a chain that verif
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, and_, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Select
 
 from sealgate.crypto.secrets import chain_digest
 from sealgate.vault.models import AuditEvent, AuditHead, utcnow
@@ -109,3 +110,55 @@ def verify(session: Session, key: bytes, batch: int = 1000) -> AuditReport:
             f"the trail ends at event {expected_seq - 1} but the head records event {head.seq}: "
             "events were removed from the end or the head was altered")
     return report
+
+
+@dataclass(frozen=True)
+class Search:
+    """Which events to find. `object` is `type:id` (`message:1f0c…`), or a bare value that
+    matches either the type or the id; `action` ending in `*` matches by its start
+    (`hold.*`). Paging: oldest first from `after_seq`, or newest first from `before_seq`."""
+
+    actor: str | None = None
+    action: str | None = None
+    object: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    after_seq: int | None = None
+    before_seq: int | None = None
+    newest_first: bool = False
+
+
+def _matching(search: Search) -> Select[AuditEvent]:
+    query = select(AuditEvent)
+    if search.actor:
+        query = query.where(AuditEvent.actor == search.actor)
+    if search.action:
+        query = query.where(
+            AuditEvent.action.startswith(search.action[:-1], autoescape=True)
+            if search.action.endswith("*") else AuditEvent.action == search.action)
+    if search.object:
+        kind, colon, ident = search.object.partition(":")
+        query = query.where(
+            and_(AuditEvent.object_type == kind, AuditEvent.object_id == ident) if colon
+            else or_(AuditEvent.object_type == kind, AuditEvent.object_id == kind))
+    if search.since is not None:
+        query = query.where(AuditEvent.at >= search.since)
+    if search.until is not None:
+        query = query.where(AuditEvent.at < search.until)
+    if search.after_seq is not None:
+        query = query.where(AuditEvent.seq > search.after_seq)
+    if search.before_seq is not None:
+        query = query.where(AuditEvent.seq < search.before_seq)
+    return query.order_by(AuditEvent.seq.desc() if search.newest_first else AuditEvent.seq)
+
+
+def search(session: Session, wanted: Search, limit: int) -> tuple[list[AuditEvent], bool]:
+    """Up to `limit` events matching, and whether there are more past them."""
+    events = list(session.scalars(_matching(wanted).limit(limit + 1)))
+    return events[:limit], len(events) > limit
+
+
+def every(session: Session, wanted: Search, batch: int = 1000) -> Iterator[AuditEvent]:
+    """All the events matching, oldest first, read in batches (for an export)."""
+    query = _matching(wanted).order_by(None).order_by(AuditEvent.seq)
+    yield from session.scalars(query.execution_options(yield_per=batch))

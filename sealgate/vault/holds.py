@@ -92,6 +92,18 @@ def find(vault: Vault, hold_id: uuid.UUID) -> Hold | None:
         return session.get(Hold, hold_id)
 
 
+def listed(vault: Vault, *, undecided: bool | None = None, sender: str | None = None,
+           limit: int = 100) -> list[Hold]:
+    """Holds, newest first: only undecided ones (True), only decided ones (False) or all."""
+    query = select(Hold).order_by(Hold.created_at.desc(), Hold.id).limit(limit)
+    if undecided is not None:
+        query = query.where(Hold.decision.is_(None) if undecided else Hold.decision.is_not(None))
+    if sender:
+        query = query.where(Hold.sender == sender.strip().lower())
+    with vault.database.session() as session:
+        return list(session.scalars(query))
+
+
 def original(vault: Vault, hold: Hold) -> bytes:
     """The held message as it was received. VaultError once the content is gone."""
     if hold.message_id is None:

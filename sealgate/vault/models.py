@@ -258,7 +258,8 @@ class AuditEvent(Base):
     actor: Mapped[str] = mapped_column(String(ADDRESS))
     action: Mapped[str] = mapped_column(String(64), index=True)
     object_type: Mapped[str] = mapped_column(String(32), default="")
-    object_id: Mapped[str] = mapped_column(String(64), default="")
+    # An address, a message id, a key's kind and fingerprint: as long as an address.
+    object_id: Mapped[str] = mapped_column(String(ADDRESS), default="")
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     previous: Mapped[str] = mapped_column(String(64), unique=True)
     digest: Mapped[str] = mapped_column(String(64))
@@ -396,6 +397,9 @@ class Administrator(Base):
     totp_wrapped: Mapped[bytes | None] = mapped_column(LargeBinary(128))
     totp_enabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    # The Microsoft account (its `oid`, in the organisation's tenant) that signs in as this
+    # administrator: bound at the first Microsoft sign-in, after the authenticator code.
+    microsoft_oid: Mapped[str | None] = mapped_column(String(64), unique=True)
 
     @property
     def has_totp(self) -> bool:

@@ -5,9 +5,15 @@ It speaks what msal asks with instance discovery off:
 
 - `GET /{tenant}/v2.0/.well-known/openid-configuration`: the tenant's OpenID configuration,
   its endpoints pointing back at this server;
+- `GET /{tenant}/oauth2/v2.0/authorize`: the authorization code flow's first leg, for the
+  user a test chose (`sign_in_as`): it checks the client id, the registered redirect URI and
+  PKCE (S256), then redirects at once to the redirect URI with a `code` and the `state` it
+  got (or with `error`, see `deny_next_sign_in`);
 - `POST /{tenant}/oauth2/v2.0/token`: the on-behalf-of grant
   (`urn:ietf:params:oauth:grant-type:jwt-bearer` + `requested_token_use=on_behalf_of`),
-  client credentials and refresh tokens.
+  client credentials, refresh tokens, and authorization codes (checking the client, the
+  code, the redirect URI and the PKCE code_verifier; the ID token carries the authorize
+  request's `nonce`, the user's `preferred_username` and `amr`).
 
 Like Entra it authenticates the application (client id, then the client secret or the
 client assertion JWT signed by the registered certificate), checks the user's assertion
@@ -54,7 +60,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import jwt
 from cryptography import x509
@@ -77,6 +83,7 @@ class Seen:
     path: str
     headers: dict[str, str]
     form: dict[str, str]
+    query: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -173,6 +180,31 @@ class Registration:
     client_id: str
     client_secret: str | None = None
     certificate: x509.Certificate | None = None
+    # The Web platform's redirect URIs; empty: any (the authorize endpoint does not check).
+    redirect_uris: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class User:
+    """Who signs in at the authorization endpoint, and with which methods (`amr`: "pwd",
+    "mfa", ...). `tid`: the tenant the ID token names; None: the tenant of the request."""
+
+    preferred_username: str
+    amr: tuple[str, ...] = ("pwd", "mfa")
+    tid: str | None = None
+    email: str | None = None
+    oid: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+@dataclass(frozen=True)
+class _Code:
+    tenant: str
+    client_id: str
+    redirect_uri: str
+    code_challenge: str | None
+    nonce: str | None
+    user: User
+    expires: float
 
 
 @dataclass
@@ -192,6 +224,10 @@ class IdentityProvider:
     issued: list[str] = field(default_factory=list)  # access tokens, in order
     _scripted: collections.deque[Reply] = field(default_factory=collections.deque)
     _refresh: dict[str, _Grant] = field(default_factory=dict)
+    signing_in: User | None = None  # who the authorization endpoint signs in
+    _denial: tuple[str, str] | None = None
+    _codes: dict[str, _Code] = field(default_factory=dict)
+    _redeemed: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _signing_key: rsa.RSAPrivateKey = field(
         default_factory=lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048))
@@ -222,6 +258,22 @@ class IdentityProvider:
         """The next token requests get these answers, in order, whatever they ask."""
         with self._lock:
             self._scripted.extend(replies)
+
+    def sign_in_as(self, user: User) -> None:
+        """The user who signs in, with `user.amr`, at every authorization request from now."""
+        with self._lock:
+            self.signing_in = user
+
+    def deny_next_sign_in(self, error: str = "access_denied", code: int = 65004,
+                          message: str = "User declined to consent to access the app.") -> None:
+        """The next authorization request is answered with an error, as Entra does when the
+        user cancels or a policy refuses: a redirect with `error` and `error_description`."""
+        with self._lock:
+            self._denial = (error, f"AADSTS{code}: {message}")
+
+    def authorize_requests(self) -> list[Seen]:
+        with self._lock:
+            return [seen for seen in self.seen if seen.path.endswith("/oauth2/v2.0/authorize")]
 
     def token_requests(self) -> list[Seen]:
         with self._lock:
@@ -316,8 +368,89 @@ class IdentityProvider:
                 return entra_error(400, "invalid_grant", 9002313,
                                    "Invalid request. Request is malformed or invalid.")
             return Reply(200, self._tokens(tenant, scopes, form, grant.identity))
+        if grant_type == "authorization_code":
+            return self._redeem(tenant, scopes, form)
         return entra_error(400, "unsupported_grant_type", 70003,
                            f"The app requested an unsupported grant type '{grant_type}'.")
+
+    def _authorize(self, tenant: str, query: dict[str, str]) -> tuple[int, str, str]:
+        """(status, Location or "", page): a redirect back to the application, or Entra's
+        error page where it cannot redirect (unknown application or redirect URI)."""
+        registration = self.registration
+        client_id, redirect_uri = query.get("client_id", ""), query.get("redirect_uri", "")
+        if self.tenants is not None and tenant not in self.tenants:
+            return 400, "", f"AADSTS90002: Tenant '{tenant}' not found."
+        if client_id != registration.client_id:
+            return 400, "", (f"AADSTS700016: Application with identifier '{client_id}' was not "
+                             f"found in the directory '{tenant}'.")
+        if not redirect_uri or (registration.redirect_uris
+                                and redirect_uri not in registration.redirect_uris):
+            return 400, "", (f"AADSTS50011: The redirect URI '{redirect_uri}' specified in the "
+                             f"request does not match the redirect URIs configured for the "
+                             f"application '{client_id}'.")
+        back: dict[str, str] = {"state": query["state"]} if "state" in query else {}
+        with self._lock:
+            denial, self._denial = self._denial, None
+            user = self.signing_in
+        challenge = query.get("code_challenge")
+        if denial is None and query.get("response_type") != "code":
+            denial = ("unsupported_response_type", "AADSTS700054: response_type "
+                      f"'{query.get('response_type', '')}' is not enabled for the application.")
+        if denial is None and challenge and query.get("code_challenge_method") != "S256":
+            denial = ("invalid_request", "AADSTS501491: Invalid size of Code_Challenge "
+                      "parameter.")
+        if denial is None and user is None:
+            return 400, "", "nobody signs in: the test must call sign_in_as first"
+        if denial is not None:
+            back.update(error=denial[0], error_description=denial[1])
+        else:
+            assert user is not None
+            code = f"code.{secrets.token_urlsafe(32)}"
+            with self._lock:
+                self._codes[code] = _Code(tenant, client_id, redirect_uri, challenge,
+                                          query.get("nonce"), user, time.time() + 600)
+            back.update(code=code, session_state=str(uuid.uuid4()))
+        return 302, f"{redirect_uri}?{urlencode(back)}", ""
+
+    def _redeem(self, tenant: str, scopes: list[str], form: dict[str, str]) -> Reply:
+        presented = form.get("code", "")
+        with self._lock:
+            code = self._codes.pop(presented, None)
+            redeemed = presented in self._redeemed
+            self._redeemed.add(presented)
+        if redeemed:
+            return entra_error(400, "invalid_grant", 54005,
+                               "OAuth2 Authorization code was already redeemed, please retry "
+                               "with a new valid code or use an existing refresh token.")
+        if code is None or code.tenant != tenant or code.client_id != form.get("client_id"):
+            return entra_error(400, "invalid_grant", 9002313,
+                               "Invalid request. Request is malformed or invalid.")
+        if code.expires < time.time():
+            return entra_error(400, "invalid_grant", 70008,
+                               "The provided authorization code or refresh token has expired "
+                               "due to inactivity. Send a new interactive authorization request "
+                               "for this user and resource.")
+        if form.get("redirect_uri") != code.redirect_uri:
+            return entra_error(400, "invalid_grant", 500112,
+                               f"The reply address '{form.get('redirect_uri', '')}' does not "
+                               f"match the reply address '{code.redirect_uri}' provided when "
+                               f"requesting Authorization code.")
+        if code.code_challenge is not None:
+            verifier = form.get("code_verifier", "")
+            expected = _b64url(hashlib.sha256(verifier.encode()).digest())
+            if not verifier or not secrets.compare_digest(expected, code.code_challenge):
+                return entra_error(400, "invalid_grant", 501481,
+                                   "The Code_Verifier does not match the code_challenge "
+                                   "supplied in the authorization request.")
+        user = code.user
+        tid = user.tid or tenant
+        identity = {"oid": user.oid, "tid": tid, "preferred_username": user.preferred_username,
+                    "name": user.preferred_username.split("@")[0].title()}
+        id_claims: dict[str, Any] = {
+            "tid": tid, "iss": f"https://login.microsoftonline.com/{tid}/v2.0",
+            "amr": list(user.amr), **({"nonce": code.nonce} if code.nonce else {}),
+            **({"email": user.email} if user.email else {})}
+        return Reply(200, self._tokens(tenant, scopes, form, identity, id_claims))
 
     def _authenticate_client(self, tenant: str, form: dict[str, str]) -> Reply | None:
         registration = self.registration
@@ -360,7 +493,8 @@ class IdentityProvider:
         return None
 
     def _tokens(self, tenant: str, scopes: list[str], form: dict[str, str],
-                identity: dict[str, Any] | None) -> dict[str, Any]:
+                identity: dict[str, Any] | None,
+                id_claims: dict[str, Any] | None = None) -> dict[str, Any]:
         access_token = f"at.{secrets.token_urlsafe(24)}"
         granted = [scope for scope in scopes if scope not in RESERVED_SCOPES]
         body: dict[str, Any] = {"token_type": "Bearer", "expires_in": 3599,
@@ -380,7 +514,7 @@ class IdentityProvider:
                      "iat": now, "nbf": now, "exp": now + 3600, "oid": identity["oid"],
                      "sub": identity.get("sub", identity["oid"]),
                      "preferred_username": identity.get("preferred_username", ""),
-                     "name": identity.get("name", ""), "ver": "2.0"},
+                     "name": identity.get("name", ""), "ver": "2.0", **(id_claims or {})},
                     self._signing_key, algorithm="RS256", headers={"kid": "idp-test-key"})
             if form.get("client_info") == "1":
                 body["client_info"] = _b64url(json.dumps(
@@ -395,9 +529,10 @@ def _serve(provider: IdentityProvider,
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def _record(self, form: dict[str, str]) -> None:
+        def _record(self, form: dict[str, str], query: dict[str, str] | None = None) -> None:
             seen = Seen(self.command, urlsplit(self.path).path,
-                        {name.lower(): value for name, value in self.headers.items()}, form)
+                        {name.lower(): value for name, value in self.headers.items()}, form,
+                        query or {})
             with provider._lock:
                 provider.seen.append(seen)
 
@@ -415,10 +550,14 @@ def _serve(provider: IdentityProvider,
             self.wfile.write(data)
 
         def do_GET(self) -> None:
-            self._record({})
+            query = dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True))
+            self._record({}, query)
             parts = urlsplit(self.path).path.strip("/").split("/")
             if len(parts) == 4 and parts[1:] == ["v2.0", ".well-known", "openid-configuration"]:
                 self._send(*provider._openid_configuration(parts[0]))
+            elif len(parts) == 4 and parts[1:] == ["oauth2", "v2.0", "authorize"]:
+                status, location, page = provider._authorize(parts[0], query)
+                self._send(status, page, (("Location", location),) if location else ())
             else:
                 self._send(404, {"error": "not_found"})
 

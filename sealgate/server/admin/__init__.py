@@ -60,9 +60,19 @@ limiter.limit(CREDENTIALS, deduct_when=lambda response: response.status_code == 
 from sealgate.server.admin import (  # noqa: E402
     api,
     apikeys,
+    audit,
+    branding_pages,
     dashboard,
+    dlp_pages,
     identity,
+    keys_pages,
+    messages,
+    microsoft,
+    quarantine,
     settings_api,
+    settings_pages,
 )
 
-__all__ = ["admin", "admin_api", "api", "apikeys", "dashboard", "identity", "settings_api"]
+__all__ = ["admin", "admin_api", "api", "apikeys", "audit", "branding_pages", "dashboard",
+           "dlp_pages", "identity", "keys_pages", "messages", "microsoft", "quarantine",
+           "settings_api", "settings_pages"]

@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 import segno
 from flask import abort, flash, g, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
+from sqlalchemy.exc import IntegrityError
 
 from sealgate.server.admin import admin
 from sealgate.server.admin.forms import CodeForm, ConfirmForm, SignInForm
@@ -20,12 +21,20 @@ from sealgate.server.limits import CREDENTIALS, limiter
 from sealgate.server.portal.identity import safe_next
 from sealgate.vault import accounts, admins
 from sealgate.vault.admins import Check, SignedIn
-from sealgate.vault.models import Administrator
+from sealgate.vault.models import ADDRESS, Administrator
 
 log = logging.getLogger(__name__)
 SESSION_KEY = "admin_sid"
 PENDING_TOTP = "admin_pending_totp"
-OPEN_PAGES = {"admin.sign_in", "admin.second_factor", "admin.enrol", "admin.sign_out"}
+# A first Microsoft sign-in's account ({"admin": id, "oid": object id}), bound to the
+# administrator once the authenticator code is right (see microsoft.py).
+MICROSOFT_BINDING = "admin_microsoft_binding"
+ANOTHER_ACCOUNT = ("This administrator signs in with another Microsoft account: use that "
+                   "one, or sign in with your password.")
+ACCOUNT_TAKEN = ("That Microsoft account signs in as another administrator: sign in with "
+                 "your password.")
+OPEN_PAGES = {"admin.sign_in", "admin.second_factor", "admin.enrol", "admin.sign_out",
+              "admin.microsoft_sign_in", "admin.microsoft_callback"}
 
 
 def now() -> datetime:
@@ -71,7 +80,9 @@ def _go(endpoint: str, **values: Any) -> NoReturn:
 
 
 def _record(actor: str, action: str, **details: str) -> None:
-    services().vault.record(actor, action, "administrator", actor,
+    """An audit event about the administrator `actor` (an address, or what was typed or
+    sent for one: cut to an address's length)."""
+    services().vault.record(actor[:ADDRESS], action, "administrator", actor[:ADDRESS],
                             {"ip": request.remote_addr or "", **details})
 
 
@@ -118,20 +129,64 @@ def second_factor() -> ResponseReturnValue:
         return redirect(url_for("admin.enrol", next=request.args.get("next", "")))
     form = CodeForm(next=request.args.get("next", ""))
     if form.validate_on_submit():
-        service = services()
-        with service.vault.database.writing() as db:
-            found = db.get(Administrator, signed_in.admin_id)
-            assert found is not None
-            result = admins.check_totp(service.vault.keyring, found, form.code.data or "", now())
-            if result is Check.OK:
-                admins.passed_second_factor(db, signed_in.session_id, now())
+        binding = _binding(signed_in)
+        try:
+            result = _check_code(signed_in, form.code.data or "", binding)
+        except admins.MicrosoftRefused as refused:
+            return _not_bound(signed_in, refused.reason)
+        except IntegrityError:  # another sign-in bound the account in the meantime
+            if binding is None:
+                raise
+            return _not_bound(signed_in, admins.MicrosoftRefusal.TAKEN)
         if result is Check.OK:
+            session.pop(MICROSOFT_BINDING, None)
+            if binding is not None:
+                _record(signed_in.address, "admin.microsoft_bound", oid=binding)
             _record(signed_in.address, "admin.signed_in", how=signed_in.how)
             return redirect(safe_next(form.next.data, "/admin/"))
         _record(signed_in.address, "admin.signin_failed", why=f"code {result.value}")
         flash("Too many failed attempts: try again later." if result is Check.LOCKED
               else "That code is not right. Codes change every 30 seconds.", "error")
     return render_template("admin/code.html", form=form)
+
+
+def _binding(signed_in: SignedIn) -> str | None:
+    """The Microsoft account this sign-in binds to the administrator once the code is right:
+    only a Microsoft sign-in's, for the administrator it started for."""
+    pending = session.get(MICROSOFT_BINDING)
+    if signed_in.how != "microsoft" or not isinstance(pending, dict) \
+            or pending.get("admin") != signed_in.admin_id:
+        return None
+    oid = pending.get("oid")
+    return oid if isinstance(oid, str) else None
+
+
+def _check_code(signed_in: SignedIn, typed: str, binding: str | None) -> Check:
+    """The authenticator code; when right, the session has passed both steps and the
+    Microsoft account waiting for it is bound, in one transaction (MicrosoftRefused or
+    IntegrityError: neither happened)."""
+    service = services()
+    with service.vault.database.writing() as db:
+        found = db.get(Administrator, signed_in.admin_id)
+        assert found is not None
+        result = admins.check_totp(service.vault.keyring, found, typed, now())
+        if result is Check.OK:
+            if binding is not None:
+                admins.bind_microsoft(db, found, binding)
+            admins.passed_second_factor(db, signed_in.session_id, now())
+    return result
+
+
+def _not_bound(signed_in: SignedIn, reason: admins.MicrosoftRefusal) -> ResponseReturnValue:
+    """The Microsoft account could not be bound: the sign-in ends, refused."""
+    with services().vault.database.writing() as db:
+        admins.end_session(db, signed_in.session_id, now())
+    session.clear()
+    _record(signed_in.address, "admin.signin_failed", why=f"microsoft: {reason.value}")
+    log.info("admin Microsoft sign-in refused for %s: %s", signed_in.address, reason.value)
+    flash(ANOTHER_ACCOUNT if reason is admins.MicrosoftRefusal.OTHER_ACCOUNT
+          else ACCOUNT_TAKEN, "error")
+    return render_template("admin/sign_in.html", form=SignInForm(next="")), 403
 
 
 @admin.route("/signin/authenticator", methods=["GET", "POST"])

@@ -16,6 +16,10 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # Audit object ids hold addresses and S/MIME fingerprints (kind:64 hex digits).
+    with op.batch_alter_table('audit_events', schema=None) as batch_op:
+        batch_op.alter_column('object_id', existing_type=sa.String(length=64),
+                              type_=sa.String(length=320), existing_nullable=False)
     op.create_table('administrators',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('address', sa.String(length=320), nullable=False),
@@ -28,8 +32,10 @@ def upgrade() -> None:
     sa.Column('totp_wrapped', sa.LargeBinary(length=128), nullable=True),
     sa.Column('totp_enabled_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('totp_last_step', sa.BigInteger(), nullable=True),
+    sa.Column('microsoft_oid', sa.String(length=64), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_administrators')),
-    sa.UniqueConstraint('address', name=op.f('uq_administrators_address'))
+    sa.UniqueConstraint('address', name=op.f('uq_administrators_address')),
+    sa.UniqueConstraint('microsoft_oid', name=op.f('uq_administrators_microsoft_oid'))
     )
     op.create_table('api_keys',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -82,3 +88,6 @@ def downgrade() -> None:
     op.drop_table('settings_revisions')
     op.drop_table('api_keys')
     op.drop_table('administrators')
+    with op.batch_alter_table('audit_events', schema=None) as batch_op:
+        batch_op.alter_column('object_id', existing_type=sa.String(length=320),
+                              type_=sa.String(length=64), existing_nullable=False)
