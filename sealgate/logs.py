@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +16,15 @@ from typing import Any
 
 FORMATS = ("text", "json")
 current_message_id: ContextVar[str | None] = ContextVar("sealgate_message_id", default=None)
+# The milter names the message it is working on in every call to the server (a trace id it
+# makes at end of message), and the server's lines for that call carry the same id.
+TRACE_HEADER = "X-Sealgate-Trace"
+_TRACE = re.compile(r"^[0-9a-f]{32}$")
+
+
+def trace_from(value: str | None) -> str | None:
+    """A trace id as the milter makes them, or None for anything else."""
+    return value if value is not None and _TRACE.match(value) else None
 
 
 def set_message_id(message_id: str | None) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from sealgate import smtp
+from sealgate import logs, smtp
 from sealgate.mail.dkim import DkimError, DkimKey, sign_if_ours
 from sealgate.mail.notification import Notification
 from sealgate.mail.rewrite import Deposited, EncryptedCopy, Reinjection
@@ -69,6 +69,9 @@ class DepositClient:
     def _request(self, method: str, route: str, body: bytes | None = None
                  ) -> tuple[int, bytes]:
         headers = {"Authorization": f"Bearer {self._secret}"}
+        trace = logs.current_message_id.get()
+        if trace is not None:  # the server logs this message's lines under the same id
+            headers[logs.TRACE_HEADER] = trace
         if body is not None:
             headers["Content-Type"] = "application/json"
         for attempt in (1, 2):

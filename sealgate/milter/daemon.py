@@ -11,6 +11,7 @@ import socket
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -306,6 +307,12 @@ class SealgateMilter(Milter.Base):  # type: ignore[misc]
         return CONTINUE
 
     def eom(self) -> int:
+        # A trace id for this message's log lines, here and (sent along with every call)
+        # on the server, which logs the secure message id the portal's lines carry with it.
+        with logs.message_id(uuid.uuid4().hex):
+            return self._end_of_message_or_refusal()
+
+    def _end_of_message_or_refusal(self) -> int:
         try:
             return self._end_of_message()
         except PermanentFailure as refusal:

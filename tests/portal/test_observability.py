@@ -40,11 +40,13 @@ def scrape(client: FlaskClient) -> dict[tuple[str, tuple[tuple[str, str], ...]],
     return found
 
 
-def deposit_over_api(client: FlaskClient, config: Config) -> dict[str, object]:
+def deposit_over_api(client: FlaskClient, config: Config,
+                     trace: str | None = None) -> dict[str, object]:
     response = client.post("/api/v1/internal/deposits", json={
         "mail_from": SENDER, "recipients": [PATIENT], "subject": "Lab results",
         "message": base64.b64encode(original()).decode()},
-        headers={"Authorization": f"Bearer {config.internal_api.secret}"})
+        headers={"Authorization": f"Bearer {config.internal_api.secret}",
+                 **({logs.TRACE_HEADER: trace} if trace is not None else {})})
     assert response.status_code == 201, response.json
     answer: dict[str, object] = response.json  # type: ignore[assignment]
     return answer
@@ -174,6 +176,26 @@ def test_a_deposit_labels_its_log_lines_with_its_id(client: FlaskClient, config:
     assert len(routed) == 1
     assert routed[0]["message_id"] == answer["message_id"]
     assert routed[0]["logger"] == "sealgate.server.api.internal"
+
+
+def test_the_milters_trace_id_labels_the_deposit_until_its_message_id_is_known(
+        client: FlaskClient, config: Config, json_lines: io.StringIO) -> None:
+    trace = "0123456789abcdef0123456789abcdef"
+    answer = deposit_over_api(client, config, trace)
+    lines = [json.loads(line) for line in json_lines.getvalue().splitlines()]
+    deposited = [line for line in lines if line["message"].startswith("deposited as message")]
+    assert len(deposited) == 1
+    assert deposited[0]["message_id"] == trace
+    assert deposited[0]["message"] == f"deposited as message {answer['message_id']}"
+    routed = [line for line in lines if line["message"].startswith("routed a message")]
+    assert routed[0]["message_id"] == answer["message_id"]
+    # Anything but a trace id as the milter makes them is not taken as one.
+    json_lines.truncate(0)
+    json_lines.seek(0)
+    deposit_over_api(client, config, "<script>")
+    lines = [json.loads(line) for line in json_lines.getvalue().splitlines()]
+    deposited = [line for line in lines if line["message"].startswith("deposited as message")]
+    assert "message_id" not in deposited[0]
 
 
 def test_the_next_request_does_not_inherit_the_message_id(

@@ -51,6 +51,7 @@ def _authenticate() -> None:
     offered = request.headers.get("Authorization", "").removeprefix("Bearer ")
     if not hmac.compare_digest(offered.encode(), secret.encode()):
         abort(401, description="a valid internal API secret is required")
+    logs.set_message_id(logs.trace_from(request.headers.get(logs.TRACE_HEADER)))
 
 
 def _field(payload: dict[str, Any], name: str, kind: type) -> Any:
@@ -124,6 +125,8 @@ def create_deposit() -> tuple[Response, int]:
     deposit = routed.deposit
     counted = metrics()
     if deposit is not None:
+        # The milter's trace id, then the secure message id: the portal's lines carry it.
+        log.info("deposited as message %s", deposit.message_id)
         logs.set_message_id(str(deposit.message_id))
         counted.deposits.inc()
     for method, group in routed.plan.groups().items():
