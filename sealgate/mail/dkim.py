@@ -160,6 +160,19 @@ def sign_if_ours(key: DkimKey | None, message: bytes) -> bytes:
     return sign(message, key.selector, key.domain, key.private_key_pem)
 
 
+def signature_field(key: DkimKey | None, message: bytes) -> str | None:
+    """The DKIM-Signature field's value for `message` as it will be delivered, on one line,
+    for a milter to insert (None: no key, or the From is not in the signing domain). Relaxed
+    canonicalisation unfolds header fields, so the unfolded value verifies the same."""
+    signed = sign_if_ours(key, message)
+    if signed is message:
+        return None
+    field = signed[:len(signed) - len(message)].decode("ascii")
+    name, _, value = field.partition(":")
+    assert name.lower() == "dkim-signature", name
+    return " ".join(value.split())
+
+
 def signs_for(domain: str, message: bytes) -> bool:
     """Whether every From address is in `domain` or one of its subdomains."""
     values = [value for name, value in _header_fields(message) if name.lower() == "from"]

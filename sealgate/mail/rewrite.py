@@ -5,6 +5,8 @@ sender releases (`secure_copies`, `marked_original`), built from the same pieces
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sealgate.crypto.marks import MARK_HEADER, make_mark
@@ -73,6 +75,29 @@ def _notification_headers(message: InboundMessage, deposited: Deposited,
         (MARK_HEADER, make_mark(mark_secret, message.header("Message-ID") or "",
                                 notification.body)),
     ]
+
+
+def applied(message: InboundMessage, changes: Changes,
+            added: Sequence[tuple[str, str]] = ()) -> bytes:
+    """The message as the MTA will deliver it once the milter has made `changes` (and added
+    `added` at the end of the header): what a signature over the result must cover. The
+    milter's rules: a deletion names the n-th field of that name, a set changes the first
+    one (or adds it), an addition goes last; lines end in CRLF as on the wire."""
+    headers = list(message.headers)
+    for name, index in changes.delete_headers:
+        positions = [i for i, (key, _) in enumerate(headers) if key.lower() == name.lower()]
+        if 0 < index <= len(positions):
+            del headers[positions[index - 1]]
+    for name, value in changes.set_headers:
+        first = next((i for i, (key, _) in enumerate(headers)
+                      if key.lower() == name.lower()), None)
+        if first is None:
+            headers.append((name, value))
+        else:
+            headers[first] = (headers[first][0], value)
+    headers += [*added, *changes.add_headers]
+    body = message.body if changes.body is None else changes.body
+    return header_block(headers) + re.sub(rb"(?<!\r)\n", b"\r\n", body)
 
 
 def plan(message: InboundMessage, verdict: Verdict, deposited: Deposited | None,

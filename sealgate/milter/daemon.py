@@ -28,9 +28,9 @@ from sealgate.config import Config, load
 from sealgate.crypto.harvest import is_signed
 from sealgate.dlp.inspect import Inspector, Report
 from sealgate.errors import ConfigError, SealgateError
-from sealgate.mail.dkim import DkimKey
+from sealgate.mail.dkim import DkimKey, signature_field
 from sealgate.mail.message import InboundMessage
-from sealgate.mail.rewrite import Changes, plan
+from sealgate.mail.rewrite import Changes, applied, plan
 from sealgate.mail.triggers import find_keyword
 from sealgate.mail.verdict import Action, MailPolicy, Verdict, decide, is_internal, triggers
 from sealgate.metrics import count_error, metrics
@@ -402,9 +402,7 @@ class SealgateMilter(Milter.Base):  # type: ignore[misc]
                                   remove_recipients=tuple(
                                       r for r in message.recipients
                                       if r not in verdict.internal))
-                for name, value in added_headers:
-                    self.addheader(name, value)
-                self._apply(changes)
+                self._apply(message, changes, added_headers)
                 return ACCEPT
         changes = plan(message, verdict, deposited, rules.policy.mark_secret)
         for copy in changes.reinjections:
@@ -420,9 +418,7 @@ class SealgateMilter(Milter.Base):  # type: ignore[misc]
                  if deposited and deposited.copies else "-")
         if changes.discard:  # every recipient has its copy in the MTA's queue
             return DISCARD
-        for name, value in added_headers:
-            self.addheader(name, value)
-        self._apply(changes)
+        self._apply(message, changes, added_headers)
         return ACCEPT
 
     def _report(self, message: InboundMessage, verdict: Verdict, action: str,
@@ -438,7 +434,12 @@ class SealgateMilter(Milter.Base):  # type: ignore[misc]
             log.warning("could not file the DLP report for a message from %s",
                         message.mail_from, exc_info=True)
 
-    def _apply(self, changes: Changes) -> None:
+    def _apply(self, message: InboundMessage, changes: Changes,
+               added: Sequence[tuple[str, str]]) -> None:
+        """Make the changes on this transaction; a message Sealgate rewrote leaves signed
+        with the organisation's DKIM key, over the result (the signature goes in last)."""
+        for name, value in added:
+            self.addheader(name, value)
         for name, index in changes.delete_headers:
             self.chgheader(name, index, None)
         for name, value in changes.set_headers:
@@ -449,6 +450,12 @@ class SealgateMilter(Milter.Base):  # type: ignore[misc]
             self.delrcpt(f"<{recipient}>")
         if changes.body is not None:
             self.replacebody(changes.body)
+        rewritten = changes.body is not None or changes.delete_headers or changes.set_headers \
+            or changes.add_headers
+        signature = signature_field(self.rules.dkim, applied(message, changes, added)) \
+            if rewritten else None
+        if signature is not None:
+            self.addheader("DKIM-Signature", signature, 0)  # at the top, as signers put it
 
     def _close_body(self) -> None:
         if self.spool is not None:
