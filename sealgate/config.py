@@ -641,6 +641,8 @@ def describe(error: Mapping[str, Any], origin: str) -> str:
     if error["type"] == "extra_forbidden":
         return f"{key}: unknown key{where}; allowed: {_allowed(error, Config)}"
     message = error["msg"].removeprefix("Value error, ")
+    if isinstance(error["input"], Mapping):  # a whole section's check: the message says it
+        return f"{key}{where}: {message}"
     return f"{key} = {error['input']!r}{where}: {message}"
 
 

@@ -58,6 +58,13 @@ def test_a_wrong_value_is_refused_and_nothing_changes(api: FlaskClient, vault: V
         "detectors": [{"name": "PROJECT_CODE", "pattern": "PRJ-([0-9]{6}"}]})
     assert bad_regex.status_code == 400
     assert "at position 4" in bad_regex.get_json()["message"]
+    unknown = api.patch("/api/v1/admin/settings/dlp", headers=bearer(token), json={
+        "policies": [{"name": "Codes", "detectors": ["NO_SUCH_DETECTOR"]}]})
+    assert unknown.status_code == 400
+    message = unknown.get_json()["message"]
+    # A whole section's check names the section, not its every value.
+    assert message.startswith("dlp (from the admin console): policy 'Codes' names unknown "
+                              "detector NO_SUCH_DETECTOR"), message
     with vault.database.session() as db:
         assert db.query(SettingsRevision).count() == 0
     assert not _audited(vault, "settings.changed")

@@ -5,10 +5,13 @@ rules it ran keep running, and the milter keeps filtering."""
 
 from __future__ import annotations
 
+import json
 import signal
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,7 @@ from sealgate import config
 from sealgate.lab.host import free_ports
 from sealgate.server.admin.checks import CHECKS
 from sealgate.server.live import LiveConfig
+from sealgate.vault import admins
 from sealgate.vault import settings as stored
 from sealgate.vault.models import SettingsRevision
 from sealgate.vault.vault import Vault
@@ -181,3 +185,47 @@ def test_sighup_reads_the_file_again_and_a_broken_file_changes_nothing(
         lab.assert_alive()
     finally:
         toml.write_text(original)
+
+
+def _admin_api(lab: ReloadingGateway, token: str, section: str,
+               values: dict[str, object]) -> tuple[int, dict[str, object]]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{lab.web_port}/api/v1/admin/settings/{section}",
+        data=json.dumps(values).encode(), method="PATCH",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_a_change_through_the_admin_api_reaches_the_milter_and_a_bad_one_changes_nothing(
+        lab: ReloadingGateway) -> None:
+    """The whole path an administrator's automation takes: an API key, the server under
+    gunicorn, the vault, and the milter's next poll."""
+    vault = lab.vault()
+    try:
+        with vault.database.writing() as session:
+            _, token = admins.create_key(session, "change automation", ["settings:write"],
+                                         "it@example.org", datetime.now(UTC))
+    finally:
+        vault.close()
+    lab.assert_clear("hush/ Tea", PLAIN)
+    status, answer = _admin_api(lab, token, "milter",
+                                {"subject_keywords": ["encrypt/", "private/", "hush/"]})
+    assert status == 200, answer
+    revision = answer["revision"]
+    assert isinstance(revision, int)
+    lab.wait_until(f"the milter runs revision {revision}",
+                   lambda: lab.running_revision() == revision)
+    lab.assert_protected("hush/ Tea", PLAIN, "Tea")
+
+    status, answer = _admin_api(lab, token, "dlp", {"detectors": [
+        {"name": "TICKET", "pattern": "TCK-([0-9]{4}"}]})
+    assert status == 400, answer
+    assert "'TCK-([0-9]{4}'" in str(answer["message"])
+    assert "position 4" in str(answer["message"])
+    time.sleep(2)  # more than a poll: nothing new to take
+    assert lab.running_revision() == revision
+    lab.assert_protected("hush/ Tea", PLAIN, "Tea")
