@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,11 +35,20 @@ def run_cli(*args: str) -> None:
         os.umask(umask)
 
 
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    """A home initialised by `sealgate init` (SQLite)."""
-    path = tmp_path / "home"
+@pytest.fixture(scope="session")
+def initialised_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One home made by `sealgate init` for the whole run, which `home` copies."""
+    path = tmp_path_factory.mktemp("initialised") / "home"
     run_cli("--home", str(path), "init")
+    return path
+
+
+@pytest.fixture
+def home(tmp_path: Path, initialised_home: Path) -> Path:
+    """A home initialised by `sealgate init` (SQLite): a copy of one made once per run, files
+    and modes as init left them (init itself is tested in tests/integration/test_cli.py)."""
+    path = tmp_path / "home"
+    shutil.copytree(initialised_home, path)
     return path
 
 
@@ -76,6 +86,20 @@ def pg_url(pg_template: str) -> Iterator[str]:
     yield _sqlalchemy_pg_url(name)
     with _pg_admin() as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# For a module whose tests do not depend on the database: `pytestmark = SQLITE_ONLY`.
+SQLITE_ONLY = pytest.mark.sqlite_only
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave out the PostgreSQL runs of tests marked sqlite_only."""
+    dropped = [item for item in items if item.get_closest_marker("sqlite_only")
+               and getattr(item, "callspec", None) is not None
+               and item.callspec.params.get("settings") == "postgresql"]  # type: ignore[attr-defined]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if item not in dropped]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -30,7 +30,7 @@ from sealgate.vault import admins
 from sealgate.vault.models import AdminSession, AuditEvent
 from sealgate.vault.vault import Vault
 from tests.admin.conftest import ADMIN, PASSWORD, add_admin, code_after
-from tests.conftest import run_cli
+from tests.conftest import SQLITE_ONLY, run_cli
 from tests.exchange.identity import IdentityProvider, Registration, User, closed_port
 from tests.portal.conftest import configured, csrf
 
@@ -42,7 +42,10 @@ CALLBACK = "http://127.0.0.1:8025/admin/signin/microsoft/callback"  # the defaul
 
 # The console asks for the answer in the query on purpose (see microsoft.py); its filter of
 # msal's advice is process-wide, which pytest resets for each test.
-pytestmark = pytest.mark.filterwarnings("ignore:response_mode='form_post' is recommended")
+# The console's pages, not the database: SQLite is enough here (the database-sensitive
+# admin tests, sessions, settings revisions, searches and holds, run on both).
+pytestmark = [pytest.mark.filterwarnings("ignore:response_mode='form_post' is recommended"),
+              SQLITE_ONLY]
 
 
 @pytest.fixture(scope="module")

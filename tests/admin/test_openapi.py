@@ -15,6 +15,12 @@ from openapi_spec_validator import validate
 from sealgate.vault.admins import SCOPES
 from sealgate.vault.vault import Vault
 from tests.admin.conftest import bearer, make_key
+from tests.conftest import SQLITE_ONLY
+
+# The console's pages, not the database: SQLite is enough here (the database-sensitive
+# admin tests, sessions, settings revisions, searches and holds, run on both).
+pytestmark = SQLITE_ONLY
+
 
 UNAUTHENTICATED = {"/openapi.json", "/openapi.yaml"}
 

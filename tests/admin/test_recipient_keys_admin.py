@@ -21,7 +21,13 @@ from sealgate.vault import recipient_keys
 from sealgate.vault.models import AuditEvent, KeyKind
 from sealgate.vault.vault import Vault
 from tests.admin.conftest import ADMIN, bearer, make_key
+from tests.conftest import SQLITE_ONLY
 from tests.portal.conftest import csrf
+
+# The console's pages, not the database: SQLite is enough here (the database-sensitive
+# admin tests, sessions, settings revisions, searches and holds, run on both).
+pytestmark = SQLITE_ONLY
+
 
 API = "/api/v1/admin/keys"
 ANN, BOB = "ann@partner.test", "bob@partner.test"

@@ -25,7 +25,12 @@ from sealgate.vault.models import AuditEvent, SettingsRevision
 from sealgate.vault.vault import Vault
 from tests.admin.conftest import ADMIN, bearer, make_key
 from tests.admin.html_forms import Fields, form_fields, single
+from tests.conftest import SQLITE_ONLY
 from tests.portal.conftest import csrf
+
+# The console's pages, not the database: SQLite is enough here (the database-sensitive
+# admin tests, sessions, settings revisions, searches and holds, run on both).
+pytestmark = SQLITE_ONLY
 
 
 def live_of(app: Flask) -> LiveConfig:
