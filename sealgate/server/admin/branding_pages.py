@@ -25,8 +25,10 @@ from sealgate import settings
 from sealgate.config import Config
 from sealgate.mail import notification
 from sealgate.mail.notification import Branding
-from sealgate.server.admin import admin
+from sealgate.server.admin import admin, admin_api
+from sealgate.server.admin.api import key_holder, needs, problem
 from sealgate.server.admin.identity import actor
+from sealgate.server.admin.settings_api import apply_change
 from sealgate.server.admin.settings_pages import (
     STALE,
     SettingsForm,
@@ -287,3 +289,32 @@ _PORTAL_POLICY = ("default-src 'self'; img-src 'self' data:; style-src 'self'; "
                   "frame-ancestors 'self'; sandbox allow-same-origin")
 _REFUSED_POLICY = ("default-src 'none'; style-src 'self'; base-uri 'none'; "
                    "form-action 'none'; frame-ancestors 'self'; sandbox allow-same-origin")
+
+
+# -- the logo over the API ---------------------------------------------------------------------
+
+@admin_api.put("/branding/logo")
+@needs("settings:write")
+def put_logo() -> ResponseReturnValue:
+    """The logo as the request body (a PNG, JPEG or GIF image, judged by its content)."""
+    data = request.get_data(cache=False)
+    try:
+        extension = logo_format(data)
+    except LogoRefused as error:
+        return problem(400, "invalid_logo", str(error))
+    live = services().live
+    relative, new = store_logo(live.current(), data, extension)
+    answer = apply_change(key_holder().actor, {"organisation": {"logo": relative}}, None,
+                          lambda: {"revision": live.revision, "logo": relative})
+    if new and live.current().organisation.logo != relative:  # refused: nothing refers to it
+        (live.current().home / relative).unlink(missing_ok=True)
+    return answer
+
+
+@admin_api.delete("/branding/logo")
+@needs("settings:write")
+def delete_logo() -> ResponseReturnValue:
+    """No logo: the organisation's name heads the portal and the notifications."""
+    live = services().live
+    return apply_change(key_holder().actor, {"organisation": {"logo": ""}}, None,
+                        lambda: {"revision": live.revision, "logo": ""})

@@ -58,6 +58,10 @@ def change_section(name: str) -> ResponseReturnValue:
     values = payload.get("values", payload)
     if not isinstance(values, dict):
         return problem(400, "bad_request", "'values' must be an object of keys and values")
+    if section == "organisation" and values.get("logo") not in (None, ""):
+        # A path would let any image file the server can read be served to the world.
+        return problem(400, "bad_request", "organisation.logo is set by uploading the image: "
+                                           "PUT /api/v1/admin/branding/logo")
     return apply_change(key_holder().actor, {section: values}, revision,
                         lambda: _values(section))
 
