@@ -1,10 +1,13 @@
 """The message the milter rewrites on its own transaction (the sender's mail, its body now
 the portal notification) leaves DKIM-signed with the organisation's key, over what the
 recipient's server receives: checked on the real Postfix with dkimpy's verifier, which looks
-the key up in DNS as a receiver would (here, from the record `sealgate dkim init` prints)."""
+the key up in DNS as a receiver would (here, from the record `sealgate dkim init` prints).
+And what a careful recipient checks before trusting it: who sent it, what about, links only
+to the portal, nothing that asks for their password, no unsubscribe link."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import dkim
@@ -50,6 +53,17 @@ def test_the_rewritten_message_is_signed_after_the_last_change(
     assert message["Subject"] == "Scan results"  # the keyword taken out, then signed
     assert "d=example.org" in str(message["DKIM-Signature"])
     assert _verifies(delivered.data, key)
+    # Written for the sender, to one person: no bulk-mail or auto-reply markers.
+    assert message["List-Unsubscribe"] is None and message["Auto-Submitted"] is None
+    html = message.get_body(("html",))
+    text = message.get_body(("plain",))
+    assert html is not None and text is not None
+    body = str(text.get_content())  # type: ignore[attr-defined]
+    assert "Dr Who" in body and "Scan results" in body  # the sender's name and subject
+    assert "never ask" in body and "password" in body
+    links = re.findall(r'href="([^"]+)"', str(html.get_content()))  # type: ignore[attr-defined]
+    assert links and all(link.startswith(f"http://127.0.0.1:{gateway.web_port}/")
+                         for link in links), links
     # A change after signing (as a forwarder rewriting the subject would make) is caught:
     # the signature covers the result, not the sender's original.
     tampered = delivered.data.replace(b"Subject: Scan results", b"Subject: Scan result")
