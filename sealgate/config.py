@@ -12,6 +12,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -635,15 +636,34 @@ def _allowed(error: Mapping[str, Any], model: type[BaseModel]) -> str:
     return ", ".join(name for name in model.model_fields if name != "home")
 
 
+@dataclass(frozen=True)
+class WrongValue:
+    """One wrong value in parts: the one line an operator reads (`str`), and the key and the
+    reason a form shows beside the field."""
+
+    key: str  # dotted: "dlp.detectors.0.pattern"
+    reason: str
+    origin: str  # a file, an environment variable, the admin console
+    value: str | None = None  # as written (repr); None: not repeated (a whole section)
+
+    def __str__(self) -> str:
+        shown = "" if self.value is None else f" = {self.value}"
+        return f"{self.key}{shown} (from {self.origin}): {self.reason}"
+
+
+def wrong_value(error: Mapping[str, Any], origin: str) -> WrongValue:
+    """A validation error (not an unknown key) in parts. A whole section's check names the
+    section, not every value in it."""
+    value = None if isinstance(error["input"], Mapping) else repr(error["input"])
+    return WrongValue(".".join(str(part) for part in error["loc"]),
+                      error["msg"].removeprefix("Value error, "), origin, value)
+
+
 def describe(error: Mapping[str, Any], origin: str) -> str:
-    key = ".".join(str(part) for part in error["loc"])
-    where = f" (from {origin})"
     if error["type"] == "extra_forbidden":
-        return f"{key}: unknown key{where}; allowed: {_allowed(error, Config)}"
-    message = error["msg"].removeprefix("Value error, ")
-    if isinstance(error["input"], Mapping):  # a whole section's check: the message says it
-        return f"{key}{where}: {message}"
-    return f"{key} = {error['input']!r}{where}: {message}"
+        key = ".".join(str(part) for part in error["loc"])
+        return f"{key}: unknown key (from {origin}); allowed: {_allowed(error, Config)}"
+    return str(wrong_value(error, origin))
 
 
 def load(home: str | os.PathLike[str] | None = None,
@@ -664,21 +684,24 @@ def load(home: str | os.PathLike[str] | None = None,
         dotted = ".".join(str(part) for part in first["loc"][:2])
         origin = origins.get(dotted, str(file_path))
         raise ConfigError(describe(first, origin)) from None
-    _check_dkim_key(loaded, origins.get("dkim.key", str(file_path)))
+    problem = dkim_key_problem(loaded, origins.get("dkim.key", str(file_path)))
+    if problem is not None:
+        raise ConfigError(str(problem))
     _check_admin_signin(loaded, origins, str(file_path))
     return loaded
 
 
-def _check_dkim_key(loaded: Config, origin: str) -> None:
+def dkim_key_problem(loaded: Config, origin: str) -> WrongValue | None:
     """A configured DKIM key must be there and usable: an RSA key of 2048 bits or more."""
     if not loaded.dkim.key:
-        return
+        return None
     from sealgate.mail.dkim import DkimError, check_private_key, read_key_file
 
     try:
         check_private_key(read_key_file(loaded.path(loaded.dkim.key)))
     except DkimError as error:
-        raise ConfigError(f"dkim.key = {loaded.dkim.key!r} (from {origin}): {error}") from None
+        return WrongValue("dkim.key", str(error), origin, repr(loaded.dkim.key))
+    return None
 
 
 def _check_admin_signin(loaded: Config, origins: Mapping[str, str], file_origin: str) -> None:

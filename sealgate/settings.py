@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from sealgate.config import Config, _check_dkim_key, describe
+from sealgate.config import Config, WrongValue, dkim_key_problem, wrong_value
 from sealgate.errors import ConfigError
 
 # What the console may change. Everything else (listeners, secrets, the database, the
@@ -38,7 +38,12 @@ ORIGIN = "the admin console"
 
 
 class SettingsError(ConfigError):
-    """A change that would make the configuration invalid; the running one is unchanged."""
+    """A change that would make the configuration invalid; the running one is unchanged.
+    `wrong`: the value at fault in parts, when the refusal is about one value."""
+
+    def __init__(self, message: str | WrongValue) -> None:
+        super().__init__(str(message))
+        self.wrong = message if isinstance(message, WrongValue) else None
 
 
 def check_editable(changes: Mapping[str, Any]) -> None:
@@ -85,11 +90,10 @@ def effective(base: Config, overlay: Mapping[str, Any]) -> Config:
     try:
         config = Config(home=base.home, **data)
     except ValidationError as exc:
-        raise SettingsError(describe(exc.errors()[0], ORIGIN)) from None
-    try:
-        _check_dkim_key(config, ORIGIN)
-    except ConfigError as error:
-        raise SettingsError(str(error)) from None
+        raise SettingsError(wrong_value(exc.errors()[0], ORIGIN)) from None
+    problem = dkim_key_problem(config, ORIGIN)
+    if problem is not None:
+        raise SettingsError(problem)
     return config
 
 

@@ -74,11 +74,6 @@ def joined(values: Iterable[str], separator: str = ", ") -> str:
 
 # -- refusals, next to their field -------------------------------------------------------------
 
-# The key may hold spaces: a domain typed as an override's key is in it, right or wrong.
-_DESCRIBED = re.compile(r"^(?P<key>.+?)(?: = (?P<value>.*?))? \(from "
-                        + re.escape(settings.ORIGIN) + r"\)[:;] (?P<message>.*)$", re.DOTALL)
-
-
 @dataclass(frozen=True)
 class Refusal:
     key: str  # the dotted key the message names ("dlp.detectors.0.pattern"), or ""
@@ -88,17 +83,15 @@ class Refusal:
 
 def refusal(error: SettingsError) -> Refusal:
     """SettingsError's one line ("key = value (from the admin console): what is allowed")
-    split for the page. A whole section's value (a check across keys) is left out of the
-    summary: it would repeat every setting."""
-    text = str(error)
-    found = _DESCRIBED.match(text)
-    if found is None:
+    split for the page. A long value is left out of the summary."""
+    text, wrong = str(error), error.wrong
+    if wrong is None:
         return Refusal("", text, text)
-    key, value, message = found["key"], found["value"], found["message"]
-    beside = f"{value} {message}" if value and message.startswith(("is ", "matches ")) \
-        else message
-    summary = text if value is None or len(value) <= 120 else f"{key}: {message}"
-    return Refusal(key, beside, summary)
+    beside = f"{wrong.value} {wrong.reason}" \
+        if wrong.value and wrong.reason.startswith(("is ", "matches ")) else wrong.reason
+    summary = text if wrong.value is None or len(wrong.value) <= 120 \
+        else f"{wrong.key}: {wrong.reason}"
+    return Refusal(wrong.key, beside, summary)
 
 
 def mark(field: Field | None, message: str) -> None:
