@@ -437,7 +437,13 @@ class SealgateMilter(Milter.Base):  # type: ignore[misc]
     def _apply(self, message: InboundMessage, changes: Changes,
                added: Sequence[tuple[str, str]]) -> None:
         """Make the changes on this transaction; a message Sealgate rewrote leaves signed
-        with the organisation's DKIM key, over the result (the signature goes in last)."""
+        with the organisation's DKIM key, over the result. The signature is made before any
+        change is sent (a signing failure defers the message with nothing half-done) and
+        goes in last; without a key the result is never assembled."""
+        rewritten = changes.body is not None or changes.delete_headers or changes.set_headers \
+            or changes.add_headers
+        signature = signature_field(self.rules.dkim, applied(message, changes, added)) \
+            if rewritten and self.rules.dkim is not None else None
         for name, value in added:
             self.addheader(name, value)
         for name, index in changes.delete_headers:
@@ -450,10 +456,6 @@ class SealgateMilter(Milter.Base):  # type: ignore[misc]
             self.delrcpt(f"<{recipient}>")
         if changes.body is not None:
             self.replacebody(changes.body)
-        rewritten = changes.body is not None or changes.delete_headers or changes.set_headers \
-            or changes.add_headers
-        signature = signature_field(self.rules.dkim, applied(message, changes, added)) \
-            if rewritten else None
         if signature is not None:
             self.addheader("DKIM-Signature", signature, 0)  # at the top, as signers put it
 
