@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +20,9 @@ from sealgate import __version__, config
 from sealgate.errors import HomeError, SealgateError
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from sealgate.vault.models import Administrator
     from sealgate.vault.vault import Vault
 
 OPERATOR = "cli"  # the actor recorded in the audit trail for commands run here
@@ -461,6 +466,22 @@ def admin_add(ctx: Context, address: str, password_stdin: bool) -> None:
                f"{settings.server.base_url}/admin/ and set up the authenticator app")
 
 
+@contextmanager
+def _administrator(ctx: Context, address: str) -> Iterator[tuple[Vault, Session, Administrator]]:
+    """The vault, a transaction, and the administrator `address` in it (or a clear error)."""
+    from sealgate.vault import admins
+
+    vault = ctx.vault()
+    try:
+        with vault.database.writing() as session:
+            found = admins.find(session, address)
+            if found is None:
+                raise click.ClickException(f"{address} is not an administrator")
+            yield vault, session, found
+    finally:
+        vault.close()
+
+
 @admin_group.command("password")
 @click.argument("address")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
@@ -473,17 +494,10 @@ def admin_password(ctx: Context, address: str, password_stdin: bool) -> None:
 
     settings = ctx.config()
     password = _new_password(address, settings.organisation.name, password_stdin)
-    vault = ctx.vault()
-    try:
-        with vault.database.writing() as session:
-            found = admins.find(session, address)
-            if found is None:
-                raise click.ClickException(f"{address} is not an administrator")
-            admins.set_password(session, found, password, datetime.now(UTC))
-            vault.record_in(session, OPERATOR, "admin.password_set", "administrator",
-                            found.address)
-    finally:
-        vault.close()
+    with _administrator(ctx, address) as (vault, session, found):
+        admins.set_password(session, found, password, datetime.now(UTC))
+        vault.record_in(session, OPERATOR, "admin.password_set", "administrator",
+                        found.address)
     click.echo(f"new password set for {address}")
 
 
@@ -500,18 +514,11 @@ def admin_reset_authenticator(ctx: Context, address: str) -> None:
 
     from sealgate.vault import admins
 
-    vault = ctx.vault()
-    try:
-        with vault.database.writing() as session:
-            found = admins.find(session, address)
-            if found is None:
-                raise click.ClickException(f"{address} is not an administrator")
-            unbound = found.microsoft_oid
-            admins.reset_totp(session, found, datetime.now(UTC))
-            vault.record_in(session, OPERATOR, "admin.totp_reset", "administrator",
-                            found.address, {"microsoft_unbound": unbound} if unbound else {})
-    finally:
-        vault.close()
+    with _administrator(ctx, address) as (vault, session, found):
+        unbound = found.microsoft_oid
+        admins.reset_totp(session, found, datetime.now(UTC))
+        vault.record_in(session, OPERATOR, "admin.totp_reset", "administrator",
+                        found.address, {"microsoft_unbound": unbound} if unbound else {})
     click.echo(f"{address} sets up a new authenticator at the next sign-in"
                + ("; their Microsoft account is unbound" if unbound else ""))
 
