@@ -7,6 +7,7 @@ import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
@@ -15,6 +16,9 @@ from sealgate import config
 from sealgate.cli import main as cli_main
 from sealgate.vault.database import Database
 from sealgate.vault.vault import Vault
+
+if TYPE_CHECKING:
+    from tests.routing.conftest import DnsServer, Zone
 
 pytest_plugins = ["tests.browser"]  # the `browser` and `page` fixtures, for any test
 
@@ -33,6 +37,17 @@ def run_cli(*args: str) -> None:
             raise AssertionError(f"sealgate {' '.join(args)} exited {exit_.code}") from None
     finally:
         os.umask(umask)
+
+
+@pytest.fixture
+def zone() -> Iterator[tuple[Zone, DnsServer]]:
+    """Records, and a DNS server on loopback that answers from them."""
+    from tests.routing.conftest import DnsServer, Zone
+
+    records = Zone()
+    server = DnsServer(records)
+    yield records, server
+    server.close()
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,13 +28,6 @@ def sealgate(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, 
     out, err = capsys.readouterr()
     return code, out, err
 
-
-@pytest.fixture
-def zone() -> Iterator[tuple[Zone, DnsServer]]:
-    zone = Zone()
-    server = DnsServer(zone)
-    yield zone, server
-    server.close()
 
 
 def _txt(record: str) -> str:

@@ -5,8 +5,6 @@ running configuration stays as it was."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from sealgate.config import Config
@@ -21,13 +19,6 @@ from tests.routing.conftest import DnsServer, Zone
 SELECTOR = "s2026"
 RECORD_NAME = f"{SELECTOR}._domainkey.example.org"
 
-
-@pytest.fixture
-def zone() -> Iterator[tuple[Zone, DnsServer]]:
-    records = Zone()
-    server = DnsServer(records)
-    yield records, server
-    server.close()
 
 
 @pytest.fixture

@@ -3,21 +3,11 @@ lookups against the loopback DNS server."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import dns.nameserver
 import pytest
 
 from sealgate.dns_lookup import DnsError, resolver, server_address, txt
 from tests.routing.conftest import DnsServer, Zone
-
-
-@pytest.fixture
-def zone() -> Iterator[tuple[Zone, DnsServer]]:
-    records = Zone()
-    server = DnsServer(records)
-    yield records, server
-    server.close()
 
 
 def test_servers_are_ip_or_ip_and_port() -> None:
